@@ -1,0 +1,1 @@
+"""Download every image of a file of scraped social-media posts."""

@@ -1,0 +1,158 @@
+"""Progress and summary for a crawl, and a prompt end to it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, Self
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.asyncio import call_later, create_looping_call
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("downloaded", "cached", "duplicate", "failed")
+
+
+class ImageProgress:
+    """Report image counts while the crawl runs and sum them up at the end.
+
+    The counts themselves are Scrapy stats under ``igimages/`` kept by the
+    pipeline; this only reads them. On a terminal progress is one line
+    redrawn in place, otherwise a log line every ``IGIMAGES_PROGRESS_INTERVAL``.
+    """
+
+    def __init__(self, crawler: Crawler, interval: float) -> None:
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.interval = interval
+        self.live = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.task: Any = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        interval = crawler.settings.getfloat("IGIMAGES_PROGRESS_INTERVAL")
+        if not interval:
+            raise NotConfigured
+        extension = cls(crawler, interval)
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    def spider_opened(self) -> None:
+        self.started = time.monotonic()
+        self.task = create_looping_call(self.report)
+        self.task.start(self.interval, now=False)
+
+    def counts(self) -> dict[str, int]:
+        return {status: self.stats.get_value(f"igimages/images/{status}", 0) for status in STATUSES}
+
+    def report(self) -> None:
+        counts = self.counts()
+        done = sum(counts.values())
+        total = self.stats.get_value("igimages/images/total")
+        elapsed = time.monotonic() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if total:
+            eta = _duration((total - done) / rate) if rate else "?"
+            head = f"{done}/{total} images ({100 * done / total:.0f}%)"
+            tail = f", ETA {eta}"
+        else:
+            head, tail = f"{done} images", ""
+        line = (
+            f"{head}: {counts['downloaded']} downloaded, {counts['cached']} cached, "
+            f"{counts['duplicate']} duplicate, {counts['failed']} failed; "
+            f"{rate:.1f} images/s{tail}"
+        )
+        if self.live:
+            sys.stderr.write(f"\r{line}\x1b[K")
+            sys.stderr.flush()
+        else:
+            logger.info(line)
+
+    def spider_closed(self, reason: str) -> None:
+        if self.task is not None and self.task.running:
+            self.task.stop()
+        if self.live:
+            sys.stderr.write("\n")
+        counts = self.counts()
+        elapsed = time.monotonic() - self.started
+        done = sum(counts.values())
+        self.stats.set_value("igimages/elapsed_seconds", round(elapsed, 3))
+        lines = [
+            f"igimages finished ({reason}) in {_duration(elapsed)}: {done} images "
+            f"of {self.stats.get_value('igimages/posts/done', 0)} posts, "
+            f"{done / elapsed if elapsed else 0:.1f} images/s",
+            f"  downloaded {counts['downloaded']} "
+            f"({_size(self.stats.get_value('igimages/bytes', 0))}), cached {counts['cached']}, "
+            f"duplicate {counts['duplicate']}, failed {counts['failed']}",
+        ]
+        reasons = {
+            key.rpartition("/")[2]: value
+            for key, value in self.stats.get_stats().items()
+            if key.startswith("igimages/failed/")
+        }
+        if reasons:
+            lines.append(
+                "  failed by reason: "
+                + ", ".join(f"{name} {count}" for name, count in sorted(reasons.items()))
+            )
+        if bad := self.stats.get_value("igimages/posts/bad"):
+            lines.append(f"  skipped {bad} bad posts (see the warnings above)")
+        for uri in self.crawler.settings.getdict("FEEDS"):
+            lines.append(f"  wrote {uri}")
+        logger.info("\n".join(lines))
+
+
+class PromptClose:
+    """End the crawl as soon as its last post is done, and let a stop finish.
+
+    Posts enter the pipeline from ``start()``, not from responses, and Scrapy
+    only re-checks for idleness (every 5 s) or for a finished stop (never)
+    after responses. After each post this asks for both checks at once.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        extension = cls(crawler)
+        for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
+            crawler.signals.connect(extension.post_done, signal=signal)
+        return extension
+
+    def post_done(self, **kwargs: Any) -> None:
+        # The signal comes before the scraper counts the item as done.
+        call_later(0, self.check)
+
+    def check(self) -> None:
+        engine = self.crawler.engine
+        scraper_slot = engine.scraper.slot
+        if scraper_slot is not None and scraper_slot.closing is not None:
+            engine.scraper._check_if_closing()
+        elif engine._slot is not None:
+            engine._slot.nextcall.schedule()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    seconds = int(seconds)
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TB"

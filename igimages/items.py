@@ -1,0 +1,22 @@
+"""What flows from the spider through the pipeline into the feeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Post:
+    """One post and, once the pipeline is done with it, one result per image.
+
+    ``images`` holds, per URL in ``image_urls`` and in the same order:
+    url, position, status (downloaded, cached, duplicate, failed), path,
+    sha256, bytes, width, height, format, and for a failure reason,
+    http_status and attempts.
+    """
+
+    id: str
+    url: str | None
+    image_urls: list[str]
+    images: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,45 @@
+"""Names for posts and images that stay the same across re-scrapes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import urlsplit
+
+#: Hosts whose query strings (signature, expiry, cache hints) rotate on every
+#: scrape while the path names the same image.
+DEFAULT_PATH_KEY_HOSTS = ("cdninstagram.com", "fbcdn.net")
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def image_key(url: str, path_key_hosts: tuple[str, ...] = DEFAULT_PATH_KEY_HOSTS) -> str:
+    """A short hash naming the image behind ``url``.
+
+    For CDN hosts that sign their URLs only the path counts, so the same image
+    scraped again next week, with a new signature, has the same key.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    signed_cdn = any(host == h or host.endswith("." + h) for h in path_key_hosts)
+    stable = parts.path if signed_cdn else url
+    return hashlib.sha1(stable.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def is_http_url(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in ("http", "https")
+
+
+def safe_post_dir(post_id: str) -> str:
+    """A folder name for ``post_id`` that cannot leave the store.
+
+    Usual ids (digits, shortcodes) are kept as they are; anything else is
+    reduced to safe characters plus a hash of the original, so two different
+    ids never share a folder and ``../x``, ``/etc`` or NUL lead nowhere.
+    """
+    if _SAFE_ID.fullmatch(post_id):
+        return post_id
+    digest = hashlib.sha1(post_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    readable = _UNSAFE_CHARS.sub("_", post_id).strip("_")[:60]
+    return f"{readable}~{digest}" if readable else f"~{digest}"

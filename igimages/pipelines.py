@@ -1,0 +1,321 @@
+"""Store every image of a post, byte for byte, once per distinct content.
+
+``PostImagesPipeline`` is Scrapy's ``FilesPipeline`` with the parts that an
+image archive needs done differently (see the project's notes on Scrapy):
+
+* the original bytes are kept; Pillow only checks them (``ImagesPipeline``
+  would re-encode);
+* files are named ``<post>/<position>_<key>.<ext>``, the extension taken from
+  the bytes and the key from a URL part that survives re-scrapes;
+* what is already stored is found in the store's index, without a request
+  and without reading the file;
+* identical bytes are stored once, other places become hard links;
+* every failure keeps its real reason instead of a bare ``FileException``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Self
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    DropItem,
+    IgnoreRequest,
+    NotSupported,
+    ResponseDataLossError,
+    UnsupportedURLSchemeError,
+)
+from scrapy.http import Response
+from scrapy.pipelines.files import FilesPipeline
+from scrapy.pipelines.media import FileException, MediaPipeline
+from twisted.internet import error as twisted_errors
+from twisted.python.failure import Failure
+
+from igimages.items import Post
+from igimages.keys import image_key, is_http_url, safe_post_dir
+from igimages.middlewares import DownloadAborted
+from igimages.store import ImageStore, StoredImage
+from igimages.validation import ImageRejected, inspect_image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ImageTarget:
+    """Where one image of one post goes; shared by all retries of its request."""
+
+    post_dir: str
+    position: int
+    key: str
+    attempts: int = 0
+
+
+class ImageFailed(FileException):
+    """An image that cannot be stored, with a reason the failure feed keeps."""
+
+    def __init__(
+        self, reason: str, detail: str = "", http_status: int | None = None, attempts: int = 0
+    ) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.http_status = http_status
+        self.attempts = attempts
+
+
+#: Download exceptions by the reason they are reported under.
+_REASONS: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
+    ("interrupted", (DownloadAborted,)),
+    ("timeout", (DownloadTimeoutError, twisted_errors.TimeoutError)),
+    ("dns", (CannotResolveHostError, twisted_errors.DNSLookupError)),
+    ("truncated", (ResponseDataLossError,)),
+    ("unsupported_scheme", (UnsupportedURLSchemeError, NotSupported)),
+    ("filtered", (IgnoreRequest,)),
+    (
+        "connection",
+        (
+            DownloadConnectionRefusedError,
+            DownloadFailedError,
+            twisted_errors.ConnectError,
+            twisted_errors.ConnectionLost,
+            twisted_errors.ConnectionDone,
+        ),
+    ),
+)
+
+
+def failure_reason(exc: BaseException) -> str:
+    for reason, types in _REASONS:
+        if isinstance(exc, types):
+            return reason
+    return "error"
+
+
+class _NoResultCache(dict):
+    """Stands in for ``MediaPipeline``'s result cache, which never shrinks.
+
+    Requests for the same URL that are in flight together still share one
+    download (``info.downloading`` and ``info.waiting``); an image seen again
+    later is found in the store's index instead of in memory.
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+class _HideHandledFailures(logging.Filter):
+    """Drop Scrapy's traceback for failures this pipeline reports itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ImageFailed)
+
+
+class PostImagesPipeline(FilesPipeline):
+    STORE_SCHEMES = {"": ImageStore, "file": ImageStore}  # noqa: RUF012
+    LOG_FAILED_RESULTS = False
+
+    store: ImageStore
+
+    def __init__(self, store_uri: str, *, crawler: Crawler) -> None:
+        super().__init__(store_uri, crawler=crawler)
+        settings = crawler.settings
+        self.min_width = settings.getint("IMAGES_MIN_WIDTH")
+        self.min_height = settings.getint("IMAGES_MIN_HEIGHT")
+        self.max_pixels = settings.getint("IGIMAGES_MAX_PIXELS")
+        self.path_key_hosts = tuple(settings.getlist("IGIMAGES_PATH_KEY_HOSTS"))
+        self.stats = crawler.stats
+        self._log_filter = _HideHandledFailures()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler.settings["IMAGES_STORE"], crawler=crawler)
+
+    def open_spider(self) -> None:
+        super().open_spider()
+        self.spiderinfo.downloaded = _NoResultCache()
+        logging.getLogger("scrapy.pipelines.media").addFilter(self._log_filter)
+
+    def close_spider(self) -> None:
+        logging.getLogger("scrapy.pipelines.media").removeFilter(self._log_filter)
+        self.store.close()
+
+    # Requests
+
+    def get_media_requests(self, item: Post, info: MediaPipeline.SpiderInfo) -> list[Request]:
+        """One request per http(s) URL; other URLs fail here, unrequested.
+
+        ``item.images`` gets one slot per URL: a result now for a URL that is
+        never requested, ``None`` for ``item_completed`` to fill.
+        """
+        post_dir = safe_post_dir(item.id)
+        item.images = []
+        requests = []
+        for position, url in enumerate(item.image_urls, start=1):
+            failure = None
+            if not is_http_url(url):
+                failure = ImageFailed("unsupported_scheme", url.partition(":")[0])
+            else:
+                target = ImageTarget(post_dir, position, image_key(url, self.path_key_hosts))
+                try:
+                    requests.append(Request(url, meta={"igimages": target}))
+                except ValueError as exc:
+                    failure = ImageFailed("invalid_url", str(exc))
+            item.images.append(None if failure is None else _failed(url, position, failure))
+        return requests
+
+    def media_to_download(
+        self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
+    ) -> dict[str, Any] | None:
+        target: ImageTarget = request.meta["igimages"]
+        stored = self.store.lookup(target.post_dir, target.position, target.key)
+        if stored is not None:
+            return _result(stored, "cached", request.url)
+        stored = self.store.find_by_key(target.key)
+        if stored is not None:
+            return self._place(stored, target, request.url)
+        return None
+
+    # Outcomes
+
+    def media_downloaded(
+        self,
+        response: Response,
+        request: Request,
+        info: MediaPipeline.SpiderInfo,
+        *,
+        item: Any = None,
+    ) -> dict[str, Any]:
+        target: ImageTarget = request.meta["igimages"]
+        if response.status != 200:
+            raise ImageFailed(
+                f"http_{response.status}", http_status=response.status, attempts=target.attempts
+            )
+        body = response.body
+        try:
+            image = inspect_image(
+                body,
+                min_width=self.min_width,
+                min_height=self.min_height,
+                max_pixels=self.max_pixels,
+            )
+        except ImageRejected as exc:
+            raise ImageFailed(exc.reason, exc.detail, attempts=target.attempts) from exc
+        stored = StoredImage(
+            post=target.post_dir,
+            position=target.position,
+            key=target.key,
+            path=f"{target.post_dir}/{target.position}_{target.key}.{image.extension}",
+            sha256=hashlib.sha256(body).hexdigest(),
+            bytes=len(body),
+            width=image.width,
+            height=image.height,
+            format=image.format,
+        )
+        same = self.store.find_by_sha256(stored.sha256)
+        if same is not None and same.path != stored.path:
+            return self._place(same, target, request.url)
+        self.store.write(stored.path, body)
+        self.store.record(stored)
+        return _result(stored, "downloaded", request.url)
+
+    def media_failed(
+        self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo
+    ) -> None:
+        exc = failure.value
+        if isinstance(exc, ImageFailed):
+            raise exc
+        detail = str(exc) or type(exc).__name__
+        attempts = request.meta["igimages"].attempts
+        raise ImageFailed(failure_reason(exc), detail, attempts=attempts) from exc
+
+    def _place(self, source: StoredImage, target: ImageTarget, url: str) -> dict[str, Any]:
+        """Give ``target`` the content already stored at ``source``: a duplicate."""
+        extension = source.path.rpartition(".")[2]
+        path = f"{target.post_dir}/{target.position}_{target.key}.{extension}"
+        if path == source.path:
+            return _result(source, "cached", url)
+        self.store.link(source.path, path)
+        placed = replace(
+            source, post=target.post_dir, position=target.position, key=target.key, path=path
+        )
+        self.store.record(placed)
+        return {**_result(placed, "duplicate", url), "duplicate_of": source.path}
+
+    def item_completed(
+        self, results: list[tuple[bool, Any]], item: Post, info: MediaPipeline.SpiderInfo
+    ) -> Post:
+        outcomes = iter(results)
+        for index, image in enumerate(item.images):
+            if image is not None:
+                continue
+            url, position = item.image_urls[index], index + 1
+            ok, value = next(outcomes)
+            if not ok:
+                exc = value.value
+                if not isinstance(exc, ImageFailed):
+                    exc = ImageFailed(failure_reason(exc), str(exc))
+                image = _failed(url, position, exc)
+            elif not value["path"].startswith(f"{safe_post_dir(item.id)}/{position}_"):
+                # Shared with another post's request for the same URL in flight.
+                target = ImageTarget(safe_post_dir(item.id), position, value["key"])
+                image = self._place(StoredImage(post="", **_stored_fields(value)), target, url)
+            else:
+                image = value
+            item.images[index] = image
+        self._count(item)
+        if any(image.get("reason") == "interrupted" for image in item.images):
+            raise DropItem(f"post {item.id} was interrupted; the next run completes it")
+        return item
+
+    def _count(self, item: Post) -> None:
+        inc = self.stats.inc_value
+        inc("igimages/posts/done")
+        if not item.images:
+            inc("igimages/posts/no_images")
+        for image in item.images:
+            status = image["status"]
+            inc(f"igimages/images/{status}")
+            if status == "downloaded":
+                inc("igimages/bytes", image["bytes"])
+            elif status == "failed":
+                inc(f"igimages/failed/{image['reason']}")
+                if image["reason"] != "interrupted":
+                    logger.warning(
+                        "Image %d of post %s failed (%s): %s",
+                        image["position"],
+                        item.id,
+                        image["reason"],
+                        image["url"],
+                    )
+
+
+def _result(stored: StoredImage, status: str, url: str) -> dict[str, Any]:
+    fields = asdict(stored)
+    del fields["post"]
+    return {"url": url, "position": fields.pop("position"), "status": status, **fields}
+
+
+def _stored_fields(result: dict[str, Any]) -> dict[str, Any]:
+    names = StoredImage.__dataclass_fields__.keys() - {"post"}
+    return {name: result[name] for name in names}
+
+
+def _failed(url: str, position: int, exc: ImageFailed) -> dict[str, Any]:
+    return {
+        "url": url,
+        "position": position,
+        "status": "failed",
+        "reason": exc.reason,
+        "http_status": exc.http_status,
+        "attempts": exc.attempts,
+        "detail": exc.detail,
+    }

@@ -1,0 +1,69 @@
+"""Settings for igimages; each can be changed per run with ``-s NAME=VALUE``.
+
+The defaults suit a real CDN: fast enough to finish thousands of posts in
+minutes, polite enough not to be throttled for hours (see README).
+"""
+
+BOT_NAME = "igimages"
+SPIDER_MODULES = ["igimages.spiders"]
+NEWSPIDER_MODULE = "igimages.spiders"
+COMMANDS_MODULE = "igimages.commands"
+USER_AGENT = "igimages/0.1 (image archive of scraped posts)"
+LOG_LEVEL = "INFO"
+
+# --- Where the images go ---------------------------------------------------
+# <IMAGES_STORE>/<post id>/<position>_<key>.<ext>, plus manifest.jsonl and
+# failures.jsonl beside them (unless FEEDS is set), and the store's index.
+IMAGES_STORE = "images"
+ITEM_PIPELINES = {"igimages.pipelines.PostImagesPipeline": 300}
+FEED_EXPORTERS = {"failures": "igimages.exporters.FailuresExporter"}
+FEED_EXPORT_ENCODING = "utf-8"
+
+# --- What counts as an image -------------------------------------------------
+IMAGES_MIN_WIDTH = 0  # smaller images fail as too_small
+IMAGES_MIN_HEIGHT = 0
+IGIMAGES_MAX_PIXELS = 64_000_000  # larger ones fail as too_many_pixels (decompression bombs)
+IGIMAGES_MAX_IMAGES_PER_POST = 0  # 0: every image of a post
+# Hosts whose URLs carry rotating signatures: an image there is known by its
+# path alone, so a re-scrape with fresh query strings finds it stored.
+IGIMAGES_PATH_KEY_HOSTS = ["cdninstagram.com", "fbcdn.net"]
+
+# --- Concurrency ---------------------------------------------------------------
+# Image downloads in flight overall and per host. Both are enforced by
+# ConcurrencyGateMiddleware, because Scrapy applies neither to media requests.
+CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS_PER_DOMAIN = 8
+DOWNLOADER_MIDDLEWARES = {"igimages.middlewares.ConcurrencyGateMiddleware": 950}
+# Posts handed to the pipeline at once (0: CONCURRENT_REQUESTS). Bounds memory.
+IGIMAGES_POSTS_IN_FLIGHT = 0
+# AutoThrottle spaces requests to each host by its observed latency, aiming at
+# TARGET_CONCURRENCY requests in flight per host, and backs off as it slows.
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.1
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 8.0
+
+# --- Each download ---------------------------------------------------------------
+DOWNLOAD_TIMEOUT = 30
+RETRY_TIMES = 2  # three attempts in all, as the sequential downloader did
+RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"  # the pipeline reports each failed image
+DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
+MEDIA_ALLOW_REDIRECTS = True
+REDIRECT_MAX_TIMES = 5
+COOKIES_ENABLED = False
+ROBOTSTXT_OBEY = False
+
+# --- Safety -----------------------------------------------------------------------
+# Only http and https: a posts file must not be able to read local files.
+DOWNLOAD_HANDLERS = {"file": None, "data": None, "s3": None, "ftp": None}
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
+
+# --- Reporting --------------------------------------------------------------------
+IGIMAGES_PROGRESS_INTERVAL = 2.0  # seconds between progress reports; 0: none
+EXTENSIONS = {
+    "igimages.extensions.ImageProgress": 500,
+    "igimages.extensions.PromptClose": 500,
+    "scrapy.extensions.logstats.LogStats": None,  # counts pages, not images
+}

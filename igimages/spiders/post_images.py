@@ -1,0 +1,135 @@
+"""The ``post_images`` spider: one item per post of a posts file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Self
+
+from scrapy import Spider, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import CloseSpider
+from scrapy.settings import BaseSettings
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+
+from igimages.items import Post
+from igimages.posts import BadPost, PostsFileError, PostsReader, to_post
+
+logger = logging.getLogger(__name__)
+
+
+class PostImagesSpider(Spider):
+    """Read ``-a posts=PATH`` and hand each post to the image pipeline.
+
+    Posts are yielded from ``start()`` and never requested: the pipeline does
+    the downloading. Scrapy drains ``start()`` as fast as it yields, so the
+    spider waits while ``IGIMAGES_POSTS_IN_FLIGHT`` posts are still in the
+    pipeline; memory then depends on that number, not on the file's size.
+    """
+
+    name = "post_images"
+
+    def __init__(self, posts: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not posts:
+            raise PostsFileError("no posts file given: use -a posts=PATH")
+        self.posts_path = posts
+        self.reader = PostsReader(posts).open()
+        self._in_flight = 0
+        self._slot_freed: Deferred[None] | None = None
+        self._counting = True
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        if not settings.getdict("FEEDS"):
+            store = Path(settings["IMAGES_STORE"])
+            settings.set("FEEDS", default_feeds(store), priority="spider")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
+            crawler.signals.connect(spider._post_done, signal=signal)
+        crawler.signals.connect(spider._stop_counting, signal=signals.spider_closed)
+        return spider
+
+    async def start(self) -> AsyncIterator[Post]:
+        settings = self.settings
+        max_images = settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
+        limit = settings.getint("IGIMAGES_POSTS_IN_FLIGHT") or max(
+            1, settings.getint("CONCURRENT_REQUESTS")
+        )
+        stats = self.crawler.stats
+        if self.posts_path != "-":
+            threads.deferToThread(self._count_images, max_images).addErrback(
+                lambda f: logger.debug("Counting posts failed: %s", f.value)
+            )
+        try:
+            for located in self.reader:
+                try:
+                    post = to_post(located.value, max_images)
+                except BadPost as exc:
+                    stats.inc_value("igimages/posts/bad")
+                    logger.warning(
+                        "%s:%d:%d: skipped post #%d: %s",
+                        self.posts_path,
+                        located.line,
+                        located.column,
+                        located.index,
+                        exc,
+                    )
+                    continue
+                while self._in_flight >= limit:
+                    self._slot_freed = Deferred()
+                    await maybe_deferred_to_future(self._slot_freed)
+                self._in_flight += 1
+                yield post
+        except PostsFileError as exc:
+            logger.error("%s", exc)
+            stats.set_value("igimages/input_error", str(exc))
+            raise CloseSpider("bad_input") from None
+
+    def _post_done(self, item: Any, **kwargs: Any) -> None:
+        if not isinstance(item, Post):
+            return
+        self._in_flight -= 1
+        if self._slot_freed is not None:
+            freed, self._slot_freed = self._slot_freed, None
+            freed.callback(None)
+
+    def _count_images(self, max_images: int) -> None:
+        """Count what lies ahead, in a thread, for progress and ETA."""
+        posts = images = 0
+        for located in PostsReader(self.posts_path):
+            if not self._counting:
+                return
+            try:
+                images += len(to_post(located.value, max_images).image_urls)
+                posts += 1
+            except BadPost:
+                continue
+        self.crawler.stats.set_value("igimages/posts/total", posts)
+        self.crawler.stats.set_value("igimages/images/total", images)
+
+    def _stop_counting(self) -> None:
+        self._counting = False
+
+
+def default_feeds(store: Path) -> dict[str, dict[str, Any]]:
+    """The manifest and the failure feed, beside the images."""
+    return {
+        str(store / "manifest.jsonl"): {
+            "format": "jsonlines",
+            "overwrite": True,
+            "fields": ["id", "url", "images"],
+        },
+        str(store / "failures.jsonl"): {
+            "format": "failures",
+            "overwrite": True,
+            "item_filter": "igimages.exporters.HasFailures",
+        },
+    }

@@ -1,0 +1,138 @@
+"""A local image folder that never shows a partial file and stores bytes once.
+
+Each stored image is recorded in a small SQLite index kept inside the folder
+(``.igimages/index.sqlite3``), so a later run can tell what is already there,
+and its hash and size, without reading or hashing the image files again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+INDEX_DIR = ".igimages"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """One image file in the store, as the index knows it."""
+
+    post: str
+    position: int
+    key: str
+    path: str  # relative to the store root, "/"-separated
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    format: str
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    post TEXT NOT NULL, position INTEGER NOT NULL, key TEXT NOT NULL,
+    path TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, format TEXT NOT NULL,
+    PRIMARY KEY (post, position, key)
+);
+CREATE INDEX IF NOT EXISTS images_sha256 ON images (sha256);
+CREATE INDEX IF NOT EXISTS images_key ON images (key);
+"""
+_COLUMNS = "post, position, key, path, sha256, bytes, width, height, format"
+
+
+class ImageStore:
+    """Files under ``basedir``, written atomically and indexed.
+
+    It takes the place of Scrapy's ``FSFilesStore`` in the pipeline (the
+    pipeline's ``STORE_SCHEMES``); only local folders are supported because
+    duplicates become hard links.
+    """
+
+    COMMIT_INTERVAL = 1.0  # seconds; a crash loses at most this much index
+
+    def __init__(self, basedir: str) -> None:
+        self.basedir = Path(basedir.removeprefix("file://")).resolve()
+        (self.basedir / INDEX_DIR).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.basedir / INDEX_DIR / "index.sqlite3")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._last_commit = time.monotonic()
+
+    # Look-ups: each checks the file is still there with the recorded size, so
+    # a file deleted or damaged by hand is fetched again.
+
+    def lookup(self, post: str, position: int, key: str) -> StoredImage | None:
+        return self._first("post = ? AND position = ? AND key = ?", (post, position, key))
+
+    def find_by_key(self, key: str) -> StoredImage | None:
+        return self._first("key = ?", (key,))
+
+    def find_by_sha256(self, sha256: str) -> StoredImage | None:
+        return self._first("sha256 = ?", (sha256,))
+
+    def _first(self, where: str, args: tuple) -> StoredImage | None:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE {where} LIMIT 4", args)
+        for row in rows:
+            image = StoredImage(*row)
+            if self._intact(image):
+                return image
+        return None
+
+    def _intact(self, image: StoredImage) -> bool:
+        try:
+            return (self.basedir / image.path).stat().st_size == image.bytes
+        except OSError:
+            return False
+
+    # Writes
+
+    def write(self, path: str, data: bytes) -> None:
+        """Store ``data`` at ``path``: a temporary name first, then a rename."""
+        target = self.basedir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def link(self, source: str, path: str) -> None:
+        """Make ``path`` the same file as ``source`` (a copy if linking fails)."""
+        target = self.basedir / path
+        if target.exists() and os.path.samefile(self.basedir / source, target):
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        tmp.unlink(missing_ok=True)
+        try:
+            try:
+                os.link(self.basedir / source, tmp)
+            except OSError:
+                shutil.copyfile(self.basedir / source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def record(self, image: StoredImage) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            astuple(image),
+        )
+        now = time.monotonic()
+        if now - self._last_commit >= self.COMMIT_INTERVAL:
+            self._db.commit()
+            self._last_commit = now
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()

@@ -1,0 +1,204 @@
+"""A real HTTP/1.1 image server on loopback, with injectable faults.
+
+Tests run Scrapy against genuine sockets instead of mocks, so timeouts,
+truncated bodies, retries and concurrency limits are exercised for real.
+The server also accepts proxy-style absolute URIs, so pointing
+``http_proxy`` at it lets tests use CDN hostnames without any DNS.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Route:
+    """How one path answers; the fault fields simulate misbehaving CDNs."""
+
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "image/jpeg"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    truncate_to: int | None = None
+
+
+@dataclass
+class RequestRecord:
+    """One received request, so tests can assert on what was fetched and when."""
+
+    path: str
+    query: str
+    host: str
+    time: float
+
+
+class _State:
+    """Routes, records and counters; shareable so several hosts count as one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.routes: dict[str, Route] = {}
+        self.requests: list[RequestRecord] = []
+        self.in_flight = 0
+        self.in_flight_per_host: dict[str, int] = {}
+        self.max_in_flight = 0
+        self.max_in_flight_per_host: dict[str, int] = {}
+
+    def enter(self, record: RequestRecord) -> None:
+        with self.lock:
+            self.requests.append(record)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            now = self.in_flight_per_host.get(record.host, 0) + 1
+            self.in_flight_per_host[record.host] = now
+            best = self.max_in_flight_per_host.get(record.host, 0)
+            self.max_in_flight_per_host[record.host] = max(best, now)
+
+    def leave(self, host: str) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.in_flight_per_host[host] -= 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._serve(send_body=False)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output clean."""
+
+    def _serve(self, send_body: bool) -> None:
+        state = self.server.state
+        if self.path.startswith("/"):
+            path, _, query = self.path.partition("?")
+            host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+        else:  # absolute URI: we are the proxy standing in for a CDN host
+            url = urlsplit(self.path)
+            path, query, host = url.path or "/", url.query, url.hostname or ""
+        state.enter(RequestRecord(path, query, host, time.monotonic()))
+        try:
+            with state.lock:
+                route = state.routes.get(path)
+            if route is None:
+                route = Route(b"not found\n", 404, "text/plain; charset=utf-8")
+            if route.delay:
+                time.sleep(route.delay)
+            self._respond(route, send_body)
+        except ConnectionError:
+            self.close_connection = True  # client gave up (e.g. its timeout)
+        finally:
+            state.leave(host)
+
+    def _respond(self, route: Route, send_body: bool) -> None:
+        self.send_response(route.status)
+        self.send_header("Content-Type", route.content_type)
+        self.send_header("Content-Length", str(len(route.body)))
+        for name, value in route.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not send_body:
+            return
+        if route.truncate_to is None:
+            self.wfile.write(route.body)
+            return
+        self.wfile.write(route.body[: route.truncate_to])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        self.state = state
+        super().__init__(address, _Handler)
+
+
+class ImageServer:
+    """Start/stop a loopback server; pass ``shared`` to pool state with another."""
+
+    def __init__(self, host: str = "127.0.0.1", shared: ImageServer | None = None) -> None:
+        self.host = host
+        self.port = 0
+        self._state = shared._state if shared is not None else _State()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        self._httpd = _Server((self.host, 0), self._state)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def url(self, path: str, host: str | None = None) -> str:
+        return f"http://{host or self.host}:{self.port}{path}"
+
+    def add(self, path: str, route: Route | bytes) -> str:
+        """Register ``route`` for ``path`` (any query string matches it)."""
+        if isinstance(route, bytes):
+            route = Route(body=route)
+        with self._state.lock:
+            self._state.routes[path.partition("?")[0]] = route
+        return self.url(path)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Snapshot of every request received so far, in arrival order."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def hits(self, path: str) -> int:
+        path = path.partition("?")[0]
+        return sum(1 for r in self.requests if r.path == path)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._state.max_in_flight
+
+    @property
+    def max_in_flight_per_host(self) -> dict[str, int]:
+        with self._state.lock:
+            return dict(self._state.max_in_flight_per_host)
+
+    def reset_counters(self) -> None:
+        """Forget requests and maxima; requests still running stay counted."""
+        with self._state.lock:
+            self._state.requests.clear()
+            self._state.max_in_flight = self._state.in_flight
+            self._state.max_in_flight_per_host = {
+                h: n for h, n in self._state.in_flight_per_host.items() if n
+            }
