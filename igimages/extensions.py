@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Self
 
 from scrapy import signals
@@ -105,7 +108,26 @@ class ImageProgress:
             lines.append(f"  skipped {bad} bad posts (see the warnings above)")
         for uri in self.crawler.settings.getdict("FEEDS"):
             lines.append(f"  wrote {uri}")
+        lines.append(f"  summary in {self.write_summary(reason)}")
         logger.info("\n".join(lines))
+
+    def write_summary(self, reason: str) -> Path:
+        """Leave the run's counts as JSON for scripts (atomic write)."""
+        path = Path(
+            self.crawler.settings.get("IGIMAGES_SUMMARY_FILE")
+            or Path(self.crawler.settings["IMAGES_STORE"], "summary.json")
+        )
+        summary = {
+            key.removeprefix("igimages/"): value
+            for key, value in self.stats.get_stats().items()
+            if key.startswith("igimages/")
+        }
+        summary["finish_reason"] = reason
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
 
 
 class PromptClose:
