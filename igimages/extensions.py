@@ -104,6 +104,10 @@ class ImageProgress:
                 "  failed by reason: "
                 + ", ".join(f"{name} {count}" for name, count in sorted(reasons.items()))
             )
+        if interrupted := self.stats.get_value("igimages/posts/interrupted"):
+            lines.append(
+                f"  stopped with {interrupted} posts unfinished: the same command completes them"
+            )
         if bad := self.stats.get_value("igimages/posts/bad"):
             lines.append(f"  skipped {bad} bad posts (see the warnings above)")
         for uri in self.crawler.settings.getdict("FEEDS"):
@@ -149,15 +153,22 @@ class PromptClose:
         return extension
 
     def post_done(self, **kwargs: Any) -> None:
-        # The signal comes before the scraper counts the item as done.
         call_later(0, self.check)
 
-    def check(self) -> None:
+    def check(self, turns_left: int = 10) -> None:
         engine = self.crawler.engine
         scraper_slot = engine.scraper.slot
-        if scraper_slot is not None and scraper_slot.closing is not None:
+        if scraper_slot is None or engine._slot is None:
+            return
+        if not scraper_slot.is_idle():
+            # The signal comes before the scraper stops counting the post that
+            # sent it; when that post is the last one, look again shortly.
+            if scraper_slot.itemproc_size <= 1 and turns_left:
+                call_later(0.01, self.check, turns_left - 1)
+            return
+        if scraper_slot.closing is not None:
             engine.scraper._check_if_closing()
-        elif engine._slot is not None:
+        else:
             engine._slot.nextcall.schedule()
 
 

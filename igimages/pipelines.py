@@ -271,14 +271,15 @@ class PostImagesPipeline(FilesPipeline):
             else:
                 image = value
             item.images[index] = image
-        self._count(item)
-        if any(image.get("reason") == "interrupted" for image in item.images):
-            raise DropItem(f"post {item.id} was interrupted; the next run completes it")
+        interrupted = any(image["status"] == "interrupted" for image in item.images)
+        self._count(item, interrupted)
+        if interrupted:  # out of the feeds: the next run completes the post
+            raise DropItem(f"post {item.id} was interrupted", log_level="DEBUG")
         return item
 
-    def _count(self, item: Post) -> None:
+    def _count(self, item: Post, interrupted: bool) -> None:
         inc = self.stats.inc_value
-        inc("igimages/posts/done")
+        inc("igimages/posts/interrupted" if interrupted else "igimages/posts/done")
         if not item.images:
             inc("igimages/posts/no_images")
         for image in item.images:
@@ -288,14 +289,13 @@ class PostImagesPipeline(FilesPipeline):
                 inc("igimages/bytes", image["bytes"])
             elif status == "failed":
                 inc(f"igimages/failed/{image['reason']}")
-                if image["reason"] != "interrupted":
-                    logger.warning(
-                        "Image %d of post %s failed (%s): %s",
-                        image["position"],
-                        item.id,
-                        image["reason"],
-                        image["url"],
-                    )
+                logger.warning(
+                    "Image %d of post %s failed (%s): %s",
+                    image["position"],
+                    item.id,
+                    image["reason"],
+                    image["url"],
+                )
 
 
 def _result(stored: StoredImage, status: str, url: str) -> dict[str, Any]:
@@ -310,10 +310,12 @@ def _stored_fields(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failed(url: str, position: int, exc: ImageFailed) -> dict[str, Any]:
+    # An image the crawl stopped before fetching has not failed: a later run
+    # fetches it.
     return {
         "url": url,
         "position": position,
-        "status": "failed",
+        "status": "interrupted" if exc.reason == "interrupted" else "failed",
         "reason": exc.reason,
         "http_status": exc.http_status,
         "attempts": exc.attempts,

@@ -226,3 +226,24 @@ def to_post(value: Any, max_images: int = 0) -> Post:
         urls = urls[:max_images]
     post_url = value.get("url")
     return Post(str(post_id), post_url if isinstance(post_url, str) else None, urls)
+
+
+@dataclass(slots=True)
+class Survey:
+    """What a posts file holds, read through once before the crawl."""
+
+    posts: int = 0
+    images: int = 0
+    bad_posts: int = 0
+
+
+def survey(path: str, max_images: int = 0) -> Survey:
+    """Read the whole file, so a malformed one fails before anything is written."""
+    found = Survey()
+    for located in PostsReader(path):
+        try:
+            found.images += len(to_post(located.value, max_images).image_urls)
+            found.posts += 1
+        except BadPost:
+            found.bad_posts += 1
+    return found

@@ -10,6 +10,7 @@ NEWSPIDER_MODULE = "igimages.spiders"
 COMMANDS_MODULE = "igimages.commands"
 USER_AGENT = "igimages/0.1 (image archive of scraped posts)"
 LOG_LEVEL = "INFO"
+STATS_DUMP = False  # the run summary (log and summary.json) says what matters
 
 # --- Where the images go ---------------------------------------------------
 # <IMAGES_STORE>/<post id>/<position>_<key>.<ext>, plus manifest.jsonl and

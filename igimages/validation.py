@@ -57,7 +57,7 @@ def inspect_image(
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", str(exc)) from exc
     except Exception as exc:  # Pillow raises several types for "not an image"
-        raise ImageRejected("not_image", _sniff(data)) from exc
+        raise _unreadable(data) from exc
     width, height = image.size
     if max_pixels and width * height > max_pixels:
         raise ImageRejected("too_many_pixels", f"{width}x{height}")
@@ -75,7 +75,7 @@ def _is_complete(image: Image.Image, data: bytes) -> bool:
         return b"\xff\xd9" in data[-1024:]
     if fmt == "WEBP":
         # RIFF header states the payload size.
-        return len(data) >= 8 + struct.unpack_from("<I", data, 4)[0]
+        return len(data) >= 8 + _riff_size(data)
     if fmt == "GIF":
         return data.rstrip(b"\x00").endswith(b";")
     try:
@@ -88,8 +88,26 @@ def _is_complete(image: Image.Image, data: bytes) -> bool:
     return True
 
 
-def _sniff(data: bytes) -> str:
+_MAGIC = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF8": "GIF",
+    b"RIFF": "WEBP",
+}
+
+
+def _unreadable(data: bytes) -> ImageRejected:
+    """Say why Pillow could not open ``data``: damaged image, or no image."""
+    for magic, fmt in _MAGIC.items():
+        if data.startswith(magic):
+            if fmt == "WEBP" and len(data) >= 8 and len(data) < 8 + _riff_size(data):
+                return ImageRejected("truncated", "WEBP data ends early")
+            return ImageRejected("corrupt", f"{fmt} header, unreadable data")
     head = data[:64].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")):
-        return "HTML page"
-    return f"{len(data)} bytes starting {data[:8]!r}"
+        return ImageRejected("not_image", "HTML page")
+    return ImageRejected("not_image", f"{len(data)} bytes starting {data[:8]!r}")
+
+
+def _riff_size(data: bytes) -> int:
+    return struct.unpack_from("<I", data, 4)[0]

@@ -13,7 +13,7 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
-from igimages.posts import PostsFileError, PostsReader
+from igimages.posts import PostsFileError, survey
 
 EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
 
@@ -26,14 +26,14 @@ class Command(ScrapyCrawlCommand):
         try:
             if not posts:
                 raise PostsFileError("no posts file given: use -a posts=PATH")
-            PostsReader(posts).open().close()  # fail before anything is written
+            found = survey(posts, self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST"))
         except PostsFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = EXIT_BAD_INPUT
             return
         assert self.crawler_process is not None
         crawler = self._create_crawler(args[0])
-        self.crawler_process.crawl(crawler, **opts.spargs)
+        self.crawler_process.crawl(crawler, **opts.spargs, survey=found)
         self.crawler_process.start()
         stats = crawler.stats.get_stats() if crawler.stats else {}
         if self.crawler_process.bootstrap_failed:

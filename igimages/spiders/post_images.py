@@ -12,11 +12,10 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import CloseSpider
 from scrapy.settings import BaseSettings
 from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 from igimages.items import Post
-from igimages.posts import BadPost, PostsFileError, PostsReader, to_post
+from igimages.posts import BadPost, PostsFileError, PostsReader, Survey, to_post
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +31,17 @@ class PostImagesSpider(Spider):
 
     name = "post_images"
 
-    def __init__(self, posts: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, posts: str | None = None, survey: Survey | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not posts:
             raise PostsFileError("no posts file given: use -a posts=PATH")
         self.posts_path = posts
         self.reader = PostsReader(posts).open()
+        self.survey = survey  # from ``scrapy crawl``, which reads the file first
         self._in_flight = 0
         self._slot_freed: Deferred[None] | None = None
-        self._counting = True
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -54,7 +55,6 @@ class PostImagesSpider(Spider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
             crawler.signals.connect(spider._post_done, signal=signal)
-        crawler.signals.connect(spider._stop_counting, signal=signals.spider_closed)
         return spider
 
     async def start(self) -> AsyncIterator[Post]:
@@ -64,10 +64,9 @@ class PostImagesSpider(Spider):
             1, settings.getint("CONCURRENT_REQUESTS")
         )
         stats = self.crawler.stats
-        if self.posts_path != "-":
-            threads.deferToThread(self._count_images, max_images).addErrback(
-                lambda f: logger.debug("Counting posts failed: %s", f.value)
-            )
+        if self.survey is not None:
+            stats.set_value("igimages/posts/total", self.survey.posts)
+            stats.set_value("igimages/images/total", self.survey.images)
         try:
             for located in self.reader:
                 try:
@@ -100,23 +99,6 @@ class PostImagesSpider(Spider):
         if self._slot_freed is not None:
             freed, self._slot_freed = self._slot_freed, None
             freed.callback(None)
-
-    def _count_images(self, max_images: int) -> None:
-        """Count what lies ahead, in a thread, for progress and ETA."""
-        posts = images = 0
-        for located in PostsReader(self.posts_path):
-            if not self._counting:
-                return
-            try:
-                images += len(to_post(located.value, max_images).image_urls)
-                posts += 1
-            except BadPost:
-                continue
-        self.crawler.stats.set_value("igimages/posts/total", posts)
-        self.crawler.stats.set_value("igimages/images/total", images)
-
-    def _stop_counting(self) -> None:
-        self._counting = False
 
 
 def default_feeds(store: Path) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,131 @@
+"""Run ``scrapy crawl post_images`` for real, against loopback servers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.imageserver import ImageServer
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@dataclass
+class CrawlResult:
+    returncode: int
+    stderr: str
+    store: Path
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.store / "summary.json").read_text())
+
+    @property
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """Manifest lines by post id (each post must appear once)."""
+        lines = read_jsonl(self.store / "manifest.jsonl")
+        by_id = {line["id"]: line for line in lines}
+        assert len(by_id) == len(lines), "a post is listed twice in the manifest"
+        return by_id
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.store / "failures.jsonl")
+
+    def image(self, post_id: str, position: int) -> dict[str, Any]:
+        return self.manifest[post_id]["images"][position - 1]
+
+    def stored_bytes(self, post_id: str, position: int) -> bytes:
+        return (self.store / self.image(post_id, position)["path"]).read_bytes()
+
+
+def crawl_command(posts: Path | str, store: Path, *settings: str) -> list[str]:
+    command = [sys.executable, "-m", "scrapy", "crawl", "post_images", "-a", f"posts={posts}"]
+    command += ["-s", f"IMAGES_STORE={store}", "-s", "LOG_LEVEL=INFO"]
+    for setting in settings:
+        command += ["-s", setting]
+    return command
+
+
+def crawl_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def server() -> Iterator[ImageServer]:
+    with ImageServer() as image_server:
+        yield image_server
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "images"
+
+
+@pytest.fixture
+def write_posts(tmp_path: Path):
+    """Write posts in the seed's shape: ``{post_id: [url, ...]}`` or raw values."""
+
+    def write(posts: dict[str, list[str]] | list[Any], name: str = "posts.json") -> Path:
+        if isinstance(posts, dict):
+            posts = [
+                {
+                    "id": post_id,
+                    "url": f"https://example.invalid/p/{post_id}/",
+                    "media": {"images": urls},
+                }
+                for post_id, urls in posts.items()
+            ]
+        path = tmp_path / name
+        path.write_text(json.dumps(posts, indent=1))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def crawl(store: Path):
+    """Run a crawl to completion and return what it left behind."""
+
+    def run(
+        posts: Path | str,
+        *settings: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 90,
+        target: Path | None = None,
+    ) -> CrawlResult:
+        out = target or store
+        completed = subprocess.run(
+            crawl_command(posts, out, *settings),
+            cwd=PROJECT_ROOT,
+            env=env or crawl_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return CrawlResult(completed.returncode, completed.stderr, out)
+
+    return run

@@ -1,0 +1,113 @@
+"""The small pure parts: reading posts, checking images, naming things."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from igimages import posts as posts_module
+from igimages.keys import image_key, safe_post_dir
+from igimages.posts import BadPost, PostsReader, to_post
+from igimages.validation import ImageRejected, inspect_image
+from tests import images
+
+
+def test_json_array_is_read_in_chunks_with_exact_positions(tmp_path, monkeypatch):
+    monkeypatch.setattr(posts_module, "CHUNK_CHARS", 37)  # posts straddle chunks
+    values = [
+        {"id": n, "media": {"images": [f"http://h/{n}/{k}" for k in range(n % 4)]}}
+        for n in range(300)
+    ]
+    path = tmp_path / "posts.json"
+    path.write_text(json.dumps(values, indent=2))
+    lines = path.read_text().split("\n")
+
+    found = list(PostsReader(str(path)))
+
+    assert [f.value for f in found] == values
+    assert [f.index for f in found] == list(range(1, 301))
+    assert all(lines[f.line - 1][f.column - 1] == "{" for f in found)
+
+
+def test_json_lines_keep_line_numbers_and_mark_malformed_lines(tmp_path):
+    path = tmp_path / "posts.jsonl"
+    path.write_text('{"id": 1}\n\n  {"id": 2}\n{not json\n{"id": 3}\n')
+
+    found = list(PostsReader(str(path)))
+
+    assert [(f.line, f.column, f.index) for f in found] == [
+        (1, 1, 1),
+        (3, 3, 2),
+        (4, 2, 3),
+        (5, 1, 4),
+    ]
+    with pytest.raises(BadPost, match="invalid JSON"):
+        to_post(found[2].value)
+
+
+def test_post_urls_keep_order_lose_repeats_and_respect_the_cap():
+    value = {"id": 7, "url": "u", "media": {"images": ["b", "a", "b", " ", "c"]}}
+    assert to_post(value).image_urls == ["b", "a", "c"]
+    assert to_post(value, max_images=2).image_urls == ["b", "a"]
+    assert to_post(value).id == "7"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        [],
+        "x",
+        {"id": ""},
+        {"id": True},
+        {"id": 1, "media": {"images": "http://x"}},
+        {"id": 1, "media": {"images": [None]}},
+        {"id": {"a": 1}},
+    ],
+)
+def test_unusable_posts_are_bad_posts(value):
+    with pytest.raises(BadPost):
+        to_post(value)
+
+
+def test_jpeg_cut_short_is_truncated_even_with_a_valid_header():
+    body = images.jpeg(200, 150, seed=1)
+    assert inspect_image(body).format == "JPEG"
+    with pytest.raises(ImageRejected) as rejected:
+        inspect_image(body[: len(body) - 100])
+    assert rejected.value.reason == "truncated"
+
+
+@pytest.mark.parametrize("make", [images.png, images.webp, images.gif])
+def test_other_formats_cut_short_are_truncated(make):
+    body = make(120, 90, seed=2)
+    with pytest.raises(ImageRejected) as rejected:
+        inspect_image(body[: len(body) * 2 // 3])
+    assert rejected.value.reason == "truncated"
+
+
+def test_signed_cdn_urls_share_a_key_whatever_their_query_or_cdn_host():
+    one = "https://scontent-a.cdninstagram.com/v/t51/1_n.jpg?oh=aa&oe=6A85EE48"
+    two = "https://instagram.fabc1-1.fna.fbcdn.net/v/t51/1_n.jpg?oh=bb&oe=6A9F0000"
+    other = "https://example.com/v/t51/1_n.jpg?size=large"
+    assert image_key(one) == image_key(two)
+    assert image_key(other) != image_key(other.replace("large", "small"))
+    assert image_key("https://evilcdninstagram.com/v/t51/1_n.jpg?a=1") != image_key(
+        "https://evilcdninstagram.com/v/t51/1_n.jpg?a=2"
+    )
+
+
+@pytest.mark.parametrize("post_id", ["../../x", "..", ".", "", "/abs", "a\x00b", "x" * 500, "é"])
+def test_post_dirs_are_single_safe_names(post_id):
+    name = safe_post_dir(post_id)
+    assert name not in ("", ".", "..")
+    assert "/" not in name
+    assert "\x00" not in name
+    assert len(name) <= 100
+    assert name.isascii()
+
+
+def test_distinct_ids_never_share_a_folder():
+    ids = ["a/b", "a_b", "a b", "a\\b", "A_B", "1", "01"]
+    assert len({safe_post_dir(i) for i in ids}) == len(ids)
