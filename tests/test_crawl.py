@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 from tests import images
@@ -57,6 +59,8 @@ def test_stores_original_bytes_by_post_with_extension_from_content(server, write
     assert summary["posts/done"] == 2
     assert result.failures == []
     assert "igimages finished (finished)" in result.stderr
+    assert "TelnetConsole" not in result.stderr  # no open ports
+    assert "RemoteControl" not in result.stderr
 
 
 def test_each_rejection_is_a_failure_with_its_reason_and_nothing_stored(
@@ -260,3 +264,63 @@ def test_crawl_ends_promptly_after_its_last_image(server, write_posts, crawl):
     assert result.returncode == EXIT_OK, result.stderr
     # Stock Scrapy notices the end only at its next 5 s heartbeat.
     assert result.summary["elapsed_seconds"] < 1.5
+
+
+def test_json_lines_posts_with_repeats_and_a_per_post_cap(server, crawl, tmp_path):
+    urls = [server.add(f"/{n}.jpg", images.jpeg(seed=50 + n)) for n in range(4)]
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        json.dumps({"id": "a", "media": {"images": [urls[0], urls[0], urls[1], urls[2]]}})
+        + "\n\n"
+        + json.dumps({"id": "b", "media": {"images": []}})
+        + "\n"
+        + json.dumps({"id": 99, "media": {"images": [urls[3]]}})
+        + "\n"
+    )
+
+    result = crawl(posts, "IGIMAGES_MAX_IMAGES_PER_POST=2")
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert [i["url"] for i in result.manifest["a"]["images"]] == urls[:2]
+    assert result.manifest["b"]["images"] == []
+    assert result.stored_bytes("99", 1) == images.jpeg(seed=53)
+    assert server.hits("/2.jpg") == 0
+    assert result.summary["posts/no_images"] == 1
+    assert result.summary["images/total"] == 3
+
+
+def test_same_url_in_posts_downloading_together_is_fetched_once(server, write_posts, crawl):
+    body = images.webp(seed=60)
+    shared = server.add("/shared.webp", Route(body, delay=0.3))
+    posts = write_posts({f"p{n}": [shared] for n in range(4)})
+
+    result = crawl(posts, "CONCURRENT_REQUESTS=8")
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert server.hits("/shared.webp") == 1
+    paths = [result.store / result.image(f"p{n}", 1)["path"] for n in range(4)]
+    assert len({p.stat().st_ino for p in paths}) == 1
+    assert all(p.parent.name == f"p{n}" for n, p in enumerate(paths))
+    assert sorted(result.image(f"p{n}", 1)["status"] for n in range(4)) == [
+        "downloaded",
+        *["duplicate"] * 3,
+    ]
+
+
+def test_progress_reports_done_total_rate_and_eta(server, write_posts, crawl):
+    urls = [server.add(f"/{n}.png", Route(images.png(seed=n), delay=0.3)) for n in range(12)]
+    posts = write_posts({f"p{n}": [url] for n, url in enumerate(urls)})
+
+    result = crawl(posts, "CONCURRENT_REQUESTS=2", "IGIMAGES_PROGRESS_INTERVAL=0.5")
+
+    assert result.returncode == EXIT_OK, result.stderr
+    progress = re.findall(
+        r"(\d+)/12 images \(\d+%\): (\d+) downloaded, .*; ([\d.]+) images/s, ETA (\S+)",
+        result.stderr,
+    )
+    assert len(progress) >= 2
+    done = [int(p[0]) for p in progress]
+    assert done == sorted(done)
+    assert 0 < done[-1] < 12
+    assert "downloaded 12 (" in result.stderr
+    assert f"wrote {result.store / 'manifest.jsonl'}" in result.stderr

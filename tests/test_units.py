@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+    UnsupportedURLSchemeError,
+)
+from twisted.internet.error import ConnectionLost, DNSLookupError
 
 from igimages import posts as posts_module
 from igimages.keys import image_key, safe_post_dir
+from igimages.middlewares import DownloadAborted
+from igimages.pipelines import failure_reason
 from igimages.posts import BadPost, PostsReader, to_post
 from igimages.validation import ImageRejected, inspect_image
 from tests import images
@@ -111,3 +122,22 @@ def test_post_dirs_are_single_safe_names(post_id):
 def test_distinct_ids_never_share_a_folder():
     ids = ["a/b", "a_b", "a b", "a\\b", "A_B", "1", "01"]
     assert len({safe_post_dir(i) for i in ids}) == len(ids)
+
+
+@pytest.mark.parametrize(
+    ("exception", "reason"),
+    [
+        (CannotResolveHostError(), "dns"),
+        (DNSLookupError(), "dns"),
+        (DownloadTimeoutError(), "timeout"),
+        (DownloadConnectionRefusedError(), "connection"),
+        (ConnectionLost(), "connection"),
+        (ResponseDataLossError(), "truncated"),
+        (UnsupportedURLSchemeError(), "unsupported_scheme"),
+        (DownloadAborted(), "interrupted"),
+        (IgnoreRequest(), "filtered"),
+        (ValueError("odd"), "error"),
+    ],
+)
+def test_download_exceptions_map_to_reasons(exception, reason):
+    assert failure_reason(exception) == reason
