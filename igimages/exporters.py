@@ -1,16 +1,20 @@
-"""The failure feed: one line per image that could not be stored.
+"""Feeds: how the manifest and the failure list reach the disk.
 
-Scrapy exports items, and an item here is a post; this exporter turns each
-post into a line per failed image, so ``failures.jsonl`` can be read back as
-the input of a retry run.
+Scrapy exports items, and an item here is a post; ``FailuresExporter`` turns
+each post into a line per failed image, so ``failures.jsonl`` can be read back
+as the input of a retry run. ``AtomicFileFeedStorage`` makes a rewritten feed
+appear whole, when the crawl ends, instead of growing under its final name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
+from typing import IO, Any
 
+from scrapy import Spider
 from scrapy.exporters import JsonLinesItemExporter
-from scrapy.extensions.feedexport import ItemFilter
+from scrapy.extensions.feedexport import FileFeedStorage, ItemFilter
 
 from igimages.items import Post
 
@@ -32,3 +36,23 @@ class FailuresExporter(JsonLinesItemExporter):
             line = {"post_id": item.id, "post_url": item.url}
             line.update((name, image.get(name)) for name in FAILURE_FIELDS)
             super().export_item(line)
+
+
+class AtomicFileFeedStorage(FileFeedStorage):
+    """A local feed that, when rewritten, replaces the old file only once done.
+
+    A crash mid-run leaves the previous feed whole (and a ``.part`` file),
+    never a file cut in the middle of a line. Appending feeds work as usual.
+    """
+
+    def open(self, spider: Spider) -> IO[bytes]:
+        if self.write_mode != "wb":
+            return super().open(spider)
+        target = Path(self.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.with_name(f".{target.name}.part").open("wb")
+
+    def store(self, file: IO[bytes]) -> None:
+        file.close()
+        if self.write_mode == "wb":
+            os.replace(file.name, self.path)

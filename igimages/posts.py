@@ -9,7 +9,6 @@ for messages a user can act on.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,13 +45,11 @@ class PostsReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self._file: IO[str] | None = None
-        self.size = 0
         self.format = ""
 
     def open(self) -> PostsReader:
         try:
-            self._file = open(self.path, encoding="utf-8")  # noqa: SIM115
-            self.size = os.fstat(self._file.fileno()).st_size
+            self._file = open(self.path, encoding="utf-8-sig")  # noqa: SIM115
             head = self._file.read(CHUNK_CHARS)
         except (OSError, UnicodeDecodeError) as exc:
             raise PostsFileError(f"{self.path}: cannot read posts: {_reason(exc)}") from exc

@@ -18,6 +18,10 @@ STATS_DUMP = False  # the run summary (log and summary.json) says what matters
 IMAGES_STORE = "images"
 ITEM_PIPELINES = {"igimages.pipelines.PostImagesPipeline": 300}
 FEED_EXPORTERS = {"failures": "igimages.exporters.FailuresExporter"}
+FEED_STORAGES = {
+    "": "igimages.exporters.AtomicFileFeedStorage",
+    "file": "igimages.exporters.AtomicFileFeedStorage",
+}
 FEED_EXPORT_ENCODING = "utf-8"
 
 # --- What counts as an image -------------------------------------------------

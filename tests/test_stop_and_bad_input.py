@@ -145,3 +145,37 @@ def test_file_url_never_reads_the_file(write_posts, crawl, tmp_path: Path):
     assert result.returncode == 3
     assert [f["reason"] for f in result.failures] == ["unsupported_scheme"] * 3
     assert list(result.store.rglob("*.png")) == []
+
+
+def test_killed_rerun_leaves_the_previous_manifest_whole(server, write_posts, store, crawl):
+    first_urls = [server.add(f"/first{n}.jpg", images.jpeg(seed=n)) for n in range(3)]
+    posts = write_posts({"a": first_urls})
+    first = crawl(posts)
+    assert first.returncode == 0, first.stderr
+    manifest_before = (store / "manifest.jsonl").read_bytes()
+    slow = [
+        server.add(f"/slow{n}.jpg", Route(images.jpeg(seed=100 + n), delay=0.5)) for n in range(40)
+    ]
+    posts = write_posts({"a": first_urls, **{f"s{n}": [url] for n, url in enumerate(slow)}})
+    process = subprocess.Popen(
+        crawl_command(posts, store, "CONCURRENT_REQUESTS=2"),
+        cwd=PROJECT_ROOT,
+        env=crawl_env(),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while server.hits("/slow3.jpg") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+    assert (store / "manifest.jsonl").read_bytes() == manifest_before
+    stored = {
+        image["url"]: image
+        for post in read_jsonl(store / "manifest.jsonl")
+        for image in post["images"]
+    }
+    for url, image in stored.items():
+        assert (store / image["path"]).read_bytes() == images.jpeg(seed=first_urls.index(url))
