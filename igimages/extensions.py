@@ -72,6 +72,9 @@ class ImageProgress:
             f"{rate:.1f} images/s{tail}"
         )
         if self.live:
+            if total:
+                filled = round(20 * done / total)
+                line = f"[{'#' * filled}{'.' * (20 - filled)}] {line}"
             sys.stderr.write(f"\r{line}\x1b[K")
             sys.stderr.flush()
         else:
