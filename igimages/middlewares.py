@@ -25,6 +25,12 @@ class DownloadAborted(IgnoreRequest):
 
 
 class ConcurrencyGateMiddleware:
+    """Hold each request until the overall and per-slot limits have room.
+
+    It also counts the attempts at each image (retries and redirects pass
+    here again), for the failure feed.
+    """
+
     def __init__(self, crawler: Crawler) -> None:
         settings = crawler.settings
         self.crawler = crawler
@@ -68,7 +74,7 @@ class ConcurrencyGateMiddleware:
     def _has_room(self, slot: str) -> bool:
         slot_limit = self.slot_settings.get(slot, {}).get("concurrency", self.slot_limit)
         return (not self.total_limit or self.in_flight < self.total_limit) and (
-            not slot_limit or self.in_flight_per_slot[slot] < slot_limit
+            not slot_limit or self.in_flight_per_slot.get(slot, 0) < slot_limit
         )
 
     def _take(self, slot: str) -> None:

@@ -11,6 +11,8 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -94,30 +96,29 @@ class ImageStore:
 
     def write(self, path: str, data: bytes) -> None:
         """Store ``data`` at ``path``: a temporary name first, then a rename."""
-        target = self.basedir / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with self._replacing(path) as tmp:
+            tmp.write_bytes(data)
 
     def link(self, source: str, path: str) -> None:
         """Make ``path`` the same file as ``source`` (a copy if linking fails)."""
         target = self.basedir / path
         if target.exists() and os.path.samefile(self.basedir / source, target):
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        tmp.unlink(missing_ok=True)
-        try:
+        with self._replacing(path) as tmp:
             try:
                 os.link(self.basedir / source, tmp)
             except OSError:
                 shutil.copyfile(self.basedir / source, tmp)
+
+    @contextmanager
+    def _replacing(self, path: str) -> Iterator[Path]:
+        """A temporary file that becomes ``path`` only if the block succeeds."""
+        target = self.basedir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        tmp.unlink(missing_ok=True)
+        try:
+            yield tmp
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
