@@ -107,6 +107,13 @@ class ImageProgress:
                 "  failed by reason: "
                 + ", ".join(f"{name} {count}" for name, count in sorted(reasons.items()))
             )
+        if expired := self.stats.get_value("igimages/failed/expired"):
+            lines.append(
+                f"  {expired} images have expired links: only a fresh scrape of their "
+                "posts gives working ones"
+            )
+        if resumed := self.stats.get_value("igimages/posts/resumed"):
+            lines.append(f"  {resumed} posts were finished earlier in this job (JOBDIR)")
         if interrupted := self.stats.get_value("igimages/posts/interrupted"):
             lines.append(
                 f"  stopped with {interrupted} posts unfinished: the same command completes them"

@@ -20,3 +20,5 @@ class Post:
     url: str | None
     image_urls: list[str]
     images: list[dict[str, Any]] = field(default_factory=list)
+    #: Set when a resumed job had finished this post: ``images`` are its results.
+    resumed: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 #: Hosts whose query strings (signature, expiry, cache hints) rotate on every
 #: scrape while the path names the same image.
@@ -21,10 +21,26 @@ def image_key(url: str, path_key_hosts: tuple[str, ...] = DEFAULT_PATH_KEY_HOSTS
     scraped again next week, with a new signature, has the same key.
     """
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    signed_cdn = any(host == h or host.endswith("." + h) for h in path_key_hosts)
-    stable = parts.path if signed_cdn else url
+    stable = parts.path if is_signed_cdn(parts.hostname, path_key_hosts) else url
     return hashlib.sha1(stable.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def is_signed_cdn(
+    host: str | None, path_key_hosts: tuple[str, ...] = DEFAULT_PATH_KEY_HOSTS
+) -> bool:
+    host = (host or "").lower()
+    return any(host == h or host.endswith("." + h) for h in path_key_hosts)
+
+
+def link_expiry(url: str, path_key_hosts: tuple[str, ...] = DEFAULT_PATH_KEY_HOSTS) -> int | None:
+    """When a signed CDN link stops working: its ``oe`` parameter, hex Unix seconds."""
+    parts = urlsplit(url)
+    if not is_signed_cdn(parts.hostname, path_key_hosts):
+        return None
+    try:
+        return int(parse_qs(parts.query)["oe"][0], 16)
+    except (KeyError, ValueError):
+        return None
 
 
 def is_http_url(url: str) -> bool:

@@ -1,31 +1,73 @@
-"""Make the concurrency settings hold for image downloads.
+"""When a request may go out, and when a failed one goes out again.
 
 Media pipelines send their requests straight to the downloader, so Scrapy's
-``CONCURRENT_REQUESTS`` never applies to them, and under the asyncio reactor
-its per-slot limit lets bursts through. ``ConcurrencyGateMiddleware`` sits
-last before the download handlers and lets a request through only while both
-limits have room: overall, and for the request's download slot (its host).
+``CONCURRENT_REQUESTS`` never applies to them, its per-slot limit lets bursts
+through under the asyncio reactor, and its retries go out again at once, with
+no regard for ``Retry-After``. ``DownloadGateMiddleware`` sits last before the
+download handlers and holds each request until every limit allows it;
+``BackoffRetryMiddleware`` decides when a retry may go.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, Self
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
+from scrapy.settings import BaseSettings
+from scrapy.utils.asyncio import CallLaterResult, call_later
 from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.response import response_status_message
 from twisted.internet.defer import Deferred
+
+from igimages import signals as igimages_signals
+
+#: Request meta key: the monotonic time before which the request must not go.
+NOT_BEFORE = "igimages_not_before"
 
 
 class DownloadAborted(IgnoreRequest):
     """The crawl is stopping; this request was never sent."""
 
 
-class ConcurrencyGateMiddleware:
-    """Hold each request until the overall and per-slot limits have room.
+def retry_after(response: Response, cap: float) -> float | None:
+    """Seconds from the ``Retry-After`` header (delta or HTTP date), capped."""
+    value = response.headers.get(b"Retry-After")
+    if not value:
+        return None
+    text = value.decode("latin-1").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), cap)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    slot: str
+    not_before: float
+    admitted: Deferred[None] = field(default_factory=Deferred)
+
+
+class DownloadGateMiddleware:
+    """Hold each request until all of these allow it to go out:
+
+    * ``CONCURRENT_REQUESTS`` overall and the per-slot (per-host) concurrency;
+    * the host's cool-down after it answered 429 with ``Retry-After``;
+    * the request's own backoff (``BackoffRetryMiddleware`` sets it);
+    * ``IGIMAGES_MAX_RATE`` / ``IGIMAGES_MAX_RATE_PER_HOST``, if set.
 
     It also counts the attempts at each image (retries and redirects pass
     here again), for the failure feed.
@@ -39,76 +81,166 @@ class ConcurrencyGateMiddleware:
             "CONCURRENT_REQUESTS_PER_DOMAIN"
         )
         self.slot_settings: dict[str, dict[str, Any]] = settings.getdict("DOWNLOAD_SLOTS")
+        rate, host_rate = (settings.getfloat(f"IGIMAGES_MAX_RATE{s}") for s in ("", "_PER_HOST"))
+        self.interval = 1 / rate if rate > 0 else 0.0
+        self.host_interval = 1 / host_rate if host_rate > 0 else 0.0
+        self.retry_after_max = settings.getfloat("IGIMAGES_RETRY_AFTER_MAX")
+        self.throttle_max_delay = settings.getfloat("AUTOTHROTTLE_MAX_DELAY")
         self.active: dict[Request, str] = {}  # request -> its slot, while it holds room
-        self.in_flight = 0
-        self.in_flight_per_slot: defaultdict[str, int] = defaultdict(int)
-        self.waiting: deque[tuple[str, Deferred[None]]] = deque()
+        self.in_flight = 0  # let through and not yet answered, per slot below
+        self.in_flight_per_slot: dict[str, int] = {}
+        self.cool_until: dict[str, float] = {}  # slot -> monotonic time
+        self.next_start = 0.0
+        self.next_start_per_slot: dict[str, float] = {}
+        self.waiting: deque[_Waiting] = deque()
+        self.stopping = False
+        self._timer: CallLaterResult | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         gate = cls(crawler)
-        crawler.signals.connect(gate.abort_waiting, signal=signals.spider_closed)
+        crawler.signals.connect(gate.stop, signal=igimages_signals.stop_downloads)
+        crawler.signals.connect(gate.stop, signal=signals.spider_closed)
         return gate
 
     async def process_request(self, request: Request) -> None:
         if (target := request.meta.get("igimages")) is not None:
             target.attempts += 1
-        if not self.crawler.engine.running:
+        if self.stopping or not self.crawler.engine.running:
             raise DownloadAborted("the crawl is stopping")
         slot = self.crawler.engine.downloader.get_slot_key(request)
-        if self._has_room(slot):
-            self._take(slot)
-        else:  # _admit_waiting() takes the room on its behalf
-            admitted: Deferred[None] = Deferred()
-            self.waiting.append((slot, admitted))
-            await maybe_deferred_to_future(admitted)
+        waiting = _Waiting(slot, request.meta.get(NOT_BEFORE, 0.0))
+        self.waiting.append(waiting)
+        self._admit_waiting()
+        await maybe_deferred_to_future(waiting.admitted)
         self.active[request] = slot
 
     def process_response(self, request: Request, response: Response) -> Response:
-        self._release(request)
+        slot = self._release(request)
+        if slot is not None and response.status == 429:
+            self._cool_down(slot, response)
+        self._admit_waiting()
         return response
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         self._release(request)
+        self._admit_waiting()
 
-    def _has_room(self, slot: str) -> bool:
-        slot_limit = self.slot_settings.get(slot, {}).get("concurrency", self.slot_limit)
-        return (not self.total_limit or self.in_flight < self.total_limit) and (
-            not slot_limit or self.in_flight_per_slot.get(slot, 0) < slot_limit
-        )
+    def stop(self) -> None:
+        """Fail every waiting request and let no new one through."""
+        self.stopping = True
+        waiting, self.waiting = self.waiting, deque()
+        for entry in waiting:
+            entry.admitted.errback(DownloadAborted("the crawl is stopping"))
 
-    def _take(self, slot: str) -> None:
-        self.in_flight += 1
-        self.in_flight_per_slot[slot] += 1
-
-    def _release(self, request: Request) -> None:
+    def _release(self, request: Request) -> str | None:
         slot = self.active.pop(request, None)
-        if slot is None:  # it never passed the gate (answered or failed before it)
-            return
-        self.in_flight -= 1
-        self.in_flight_per_slot[slot] -= 1
-        if not self.in_flight_per_slot[slot]:
-            del self.in_flight_per_slot[slot]
-        if self.crawler.engine.running:
-            self._admit_waiting()
-        else:
-            self.abort_waiting()
+        if slot is not None:  # else it never passed the gate
+            self.in_flight -= 1
+            self.in_flight_per_slot[slot] -= 1
+            if not self.in_flight_per_slot[slot]:
+                del self.in_flight_per_slot[slot]
+        return slot
+
+    def _cool_down(self, slot: str, response: Response) -> None:
+        """Pause the whole host, and make AutoThrottle space its requests more."""
+        downloader_slot = self.crawler.engine.downloader.slots.get(slot)
+        if downloader_slot is not None:
+            downloader_slot.delay = min(
+                max(2 * downloader_slot.delay, 0.5), self.throttle_max_delay or 60.0
+            )
+        if (seconds := retry_after(response, self.retry_after_max)) is not None:
+            until = time.monotonic() + seconds
+            self.cool_until[slot] = max(until, self.cool_until.get(slot, 0.0))
 
     def _admit_waiting(self) -> None:
-        """Let waiting requests through, oldest first, while there is room."""
-        admitted, still_waiting = [], deque()
-        for slot, deferred in self.waiting:
-            if self._has_room(slot):
-                self._take(slot)
-                admitted.append(deferred)
+        """Let waiting requests go, oldest first, while the limits allow."""
+        if not self.crawler.engine.running:
+            self.stop()
+            return
+        now = time.monotonic()
+        wake_at = float("inf")
+        admitted: list[_Waiting] = []
+        still_waiting: deque[_Waiting] = deque()
+        for entry in self.waiting:
+            full = self.total_limit and self.in_flight >= self.total_limit
+            if full or not self._has_room(entry.slot):
+                still_waiting.append(entry)
+            elif (ready_at := self._ready_at(entry)) > now:
+                wake_at = min(wake_at, ready_at)
+                still_waiting.append(entry)
             else:
-                still_waiting.append((slot, deferred))
+                self._take(entry.slot, now)
+                admitted.append(entry)
         self.waiting = still_waiting
-        for deferred in admitted:
-            deferred.callback(None)
+        if wake_at < float("inf"):
+            self._wake_at(wake_at - now)
+        for entry in admitted:
+            entry.admitted.callback(None)
 
-    def abort_waiting(self) -> None:
-        """Fail every request still waiting: the crawl is stopping."""
-        waiting, self.waiting = self.waiting, deque()
-        for _, deferred in waiting:
-            deferred.errback(DownloadAborted("the crawl is stopping"))
+    def _has_room(self, slot: str) -> bool:
+        limit = self.slot_settings.get(slot, {}).get("concurrency", self.slot_limit)
+        return not limit or self.in_flight_per_slot.get(slot, 0) < limit
+
+    def _ready_at(self, entry: _Waiting) -> float:
+        ready = max(entry.not_before, self.cool_until.get(entry.slot, 0.0))
+        if self.interval:
+            ready = max(ready, self.next_start)
+        if self.host_interval:
+            ready = max(ready, self.next_start_per_slot.get(entry.slot, 0.0))
+        return ready
+
+    def _take(self, slot: str, now: float) -> None:
+        self.in_flight += 1
+        self.in_flight_per_slot[slot] = self.in_flight_per_slot.get(slot, 0) + 1
+        if self.interval:
+            self.next_start = max(now, self.next_start) + self.interval
+        if self.host_interval:
+            start = max(now, self.next_start_per_slot.get(slot, 0.0))
+            self.next_start_per_slot[slot] = start + self.host_interval
+
+    def _wake_at(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = call_later(max(delay, 0.0), self._admit_waiting)
+
+
+class BackoffRetryMiddleware(RetryMiddleware):
+    """Scrapy's retries, spaced out: exponential backoff with jitter, or the
+    server's ``Retry-After`` when it gives one.
+
+    Only what may pass is retried (``RETRY_HTTP_CODES``: 408, 429, 5xx;
+    ``RETRY_EXCEPTIONS``: timeouts, dropped connections); a 404 or a 403
+    fails at once.
+    """
+
+    def __init__(self, settings: BaseSettings) -> None:
+        super().__init__(settings)
+        self.base = settings.getfloat("IGIMAGES_RETRY_BACKOFF_BASE")
+        self.cap = settings.getfloat("IGIMAGES_RETRY_BACKOFF_MAX")
+        self.retry_after_max = settings.getfloat("IGIMAGES_RETRY_AFTER_MAX")
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        if request.meta.get("dont_retry") or response.status not in self.retry_http_codes:
+            return response
+        retry = self._retry(request, response_status_message(response.status))
+        if retry is None:
+            return response
+        wait = retry_after(response, self.retry_after_max)
+        self._hold(retry, self._backoff(retry) if wait is None else wait)
+        return retry
+
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        retry = super().process_exception(request, exception)
+        if isinstance(retry, Request):
+            self._hold(retry, self._backoff(retry))
+        return retry
+
+    def _backoff(self, retry: Request) -> float:
+        """base * 2^(n-1), at most the cap, of which a random 50-100 %."""
+        ceiling = min(self.cap, self.base * 2 ** (retry.meta.get("retry_times", 1) - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    @staticmethod
+    def _hold(retry: Request, seconds: float) -> None:
+        retry.meta[NOT_BEFORE] = time.monotonic() + seconds

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Self
 
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import (
     CannotResolveHostError,
+    DownloadCancelledError,
     DownloadConnectionRefusedError,
     DownloadFailedError,
     DownloadTimeoutError,
@@ -36,13 +39,16 @@ from scrapy.exceptions import (
 from scrapy.http import Response
 from scrapy.pipelines.files import FilesPipeline
 from scrapy.pipelines.media import FileException, MediaPipeline
+from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet import error as twisted_errors
 from twisted.python.failure import Failure
 
+from igimages import signals as igimages_signals
 from igimages.items import Post
-from igimages.keys import image_key, is_http_url, safe_post_dir
+from igimages.keys import image_key, is_http_url, is_signed_cdn, link_expiry, safe_post_dir
 from igimages.middlewares import DownloadAborted
-from igimages.store import ImageStore, StoredImage
+from igimages.store import ImageStore, StoredImage, StoreError
 from igimages.validation import ImageRejected, inspect_image
 
 logger = logging.getLogger(__name__)
@@ -74,6 +80,7 @@ class ImageFailed(FileException):
 #: Download exceptions by the reason they are reported under.
 _REASONS: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
     ("interrupted", (DownloadAborted,)),
+    ("too_large", (DownloadCancelledError,)),  # over DOWNLOAD_MAXSIZE
     ("timeout", (DownloadTimeoutError, twisted_errors.TimeoutError)),
     ("dns", (CannotResolveHostError, twisted_errors.DNSLookupError)),
     ("truncated", (ResponseDataLossError,)),
@@ -93,6 +100,8 @@ _REASONS: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
 
 
 def failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, IgnoreRequest) and "max redirections" in str(exc):
+        return "too_many_redirects"
     for reason, types in _REASONS:
         if isinstance(exc, types):
             return reason
@@ -116,7 +125,7 @@ class _HideHandledFailures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, ImageFailed)
+        return not isinstance(exc, ImageFailed | StoreError)
 
 
 class PostImagesPipeline(FilesPipeline):
@@ -133,6 +142,7 @@ class PostImagesPipeline(FilesPipeline):
         self.max_pixels = settings.getint("IGIMAGES_MAX_PIXELS")
         self.path_key_hosts = tuple(settings.getlist("IGIMAGES_PATH_KEY_HOSTS"))
         self.stats = crawler.stats
+        self.store_error: StoreError | None = None
         self._log_filter = _HideHandledFailures()
 
     @classmethod
@@ -147,6 +157,12 @@ class PostImagesPipeline(FilesPipeline):
     def close_spider(self) -> None:
         logging.getLogger("scrapy.pipelines.media").removeFilter(self._log_filter)
         self.store.close()
+
+    async def process_item(self, item: Post) -> Post:
+        if item.resumed:  # finished in an earlier run of this job
+            self._count(item, interrupted=False)
+            return item
+        return await super().process_item(item)
 
     # Requests
 
@@ -163,6 +179,8 @@ class PostImagesPipeline(FilesPipeline):
             failure = None
             if not is_http_url(url):
                 failure = ImageFailed("unsupported_scheme", url.partition(":")[0])
+            elif (expiry := link_expiry(url, self.path_key_hosts)) and expiry < time.time():
+                failure = ImageFailed("expired", f"signed link expired {_utc(expiry)}")
             else:
                 target = ImageTarget(post_dir, position, image_key(url, self.path_key_hosts))
                 try:
@@ -176,13 +194,39 @@ class PostImagesPipeline(FilesPipeline):
         self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
     ) -> dict[str, Any] | None:
         target: ImageTarget = request.meta["igimages"]
-        stored = self.store.lookup(target.post_dir, target.position, target.key)
+        stored = self.store.lookup(target.post_dir, target.position, target.key) or self._adopt(
+            target
+        )
         if stored is not None:
             return _result(stored, "cached", request.url)
         stored = self.store.find_by_key(target.key)
         if stored is not None:
             return self._place(stored, target, request.url)
         return None
+
+    def _adopt(self, target: ImageTarget) -> StoredImage | None:
+        """Index a file that a killed run stored but did not get to record."""
+        path = self.store.find_unindexed(target.post_dir, f"{target.position}_{target.key}.")
+        if path is None:
+            return None
+        body = (self.store.basedir / path).read_bytes()
+        try:
+            image = inspect_image(body)
+        except ImageRejected:
+            return None  # fetch it again; the new file replaces this one
+        stored = StoredImage(
+            post=target.post_dir,
+            position=target.position,
+            key=target.key,
+            path=path,
+            sha256=hashlib.sha256(body).hexdigest(),
+            bytes=len(body),
+            width=image.width,
+            height=image.height,
+            format=image.format,
+        )
+        self.store.record(stored)
+        return stored
 
     # Outcomes
 
@@ -196,9 +240,7 @@ class PostImagesPipeline(FilesPipeline):
     ) -> dict[str, Any]:
         target: ImageTarget = request.meta["igimages"]
         if response.status != 200:
-            raise ImageFailed(
-                f"http_{response.status}", http_status=response.status, attempts=target.attempts
-            )
+            raise self._http_failure(response, target)
         body = response.body
         try:
             image = inspect_image(
@@ -227,15 +269,39 @@ class PostImagesPipeline(FilesPipeline):
         self.store.record(stored)
         return _result(stored, "downloaded", request.url)
 
+    def _http_failure(self, response: Response, target: ImageTarget) -> ImageFailed:
+        status, reason, detail = response.status, f"http_{response.status}", ""
+        if status == 403 and is_signed_cdn(urlparse_cached(response).hostname, self.path_key_hosts):
+            reason, detail = "expired", "the CDN refused the signed link; rescrape the post"
+        elif 300 <= status < 400 and (location := response.headers.get(b"Location")):
+            reason, detail = "unsupported_scheme", f"redirect to {location.decode('latin-1')}"
+        return ImageFailed(reason, detail, http_status=status, attempts=target.attempts)
+
     def media_failed(
         self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo
     ) -> None:
-        exc = failure.value
+        raise self._image_failed(failure.value, request.meta["igimages"].attempts)
+
+    def _image_failed(self, exc: BaseException, attempts: int = 0) -> ImageFailed:
+        """The failure as the feed reports it; a store error stops the crawl."""
         if isinstance(exc, ImageFailed):
-            raise exc
-        detail = str(exc) or type(exc).__name__
-        attempts = request.meta["igimages"].attempts
-        raise ImageFailed(failure_reason(exc), detail, attempts=attempts) from exc
+            return exc
+        if isinstance(exc, StoreError):
+            self._stop_on_store_error(exc)
+            return ImageFailed("interrupted", str(exc), attempts=attempts)
+        return ImageFailed(failure_reason(exc), str(exc) or type(exc).__name__, attempts=attempts)
+
+    def _stop_on_store_error(self, exc: StoreError) -> None:
+        if self.store_error is not None:
+            return
+        self.store_error = exc
+        logger.error(
+            "Stopping: %s. Nothing stored so far is lost; make room (or fix the "
+            "folder's permissions) and run the same command again.",
+            exc,
+        )
+        self.crawler.signals.send_catch_log(igimages_signals.stop_downloads)
+        deferred_from_coro(self.crawler.engine.close_spider_async(reason="store_error"))
 
     def _place(self, source: StoredImage, target: ImageTarget, url: str) -> dict[str, Any]:
         """Give ``target`` the content already stored at ``source``: a duplicate."""
@@ -260,10 +326,7 @@ class PostImagesPipeline(FilesPipeline):
             url, position = item.image_urls[index], index + 1
             ok, value = next(outcomes)
             if not ok:
-                exc = value.value
-                if not isinstance(exc, ImageFailed):
-                    exc = ImageFailed(failure_reason(exc), str(exc))
-                image = _failed(url, position, exc)
+                image = _failed(url, position, self._image_failed(value.value))
             elif not value["path"].startswith(f"{safe_post_dir(item.id)}/{position}_"):
                 # Shared with another post's request for the same URL in flight.
                 target = ImageTarget(safe_post_dir(item.id), position, value["key"])
@@ -321,3 +384,7 @@ def _failed(url: str, position: int, exc: ImageFailed) -> dict[str, Any]:
         "attempts": exc.attempts,
         "detail": exc.detail,
     }
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -17,6 +17,9 @@ STATS_DUMP = False  # the run summary (log and summary.json) says what matters
 # failures.jsonl beside them (unless FEEDS is set), and the store's index.
 IMAGES_STORE = "images"
 ITEM_PIPELINES = {"igimages.pipelines.PostImagesPipeline": 300}
+# With -s JOBDIR=DIR, finished posts are remembered there and not gone
+# through again when the job is resumed.
+SPIDER_MIDDLEWARES = {"igimages.resume.JobResumeMiddleware": 100}
 FEED_EXPORTERS = {"failures": "igimages.exporters.FailuresExporter"}
 FEED_STORAGES = {
     "": "igimages.exporters.AtomicFileFeedStorage",
@@ -35,10 +38,18 @@ IGIMAGES_PATH_KEY_HOSTS = ["cdninstagram.com", "fbcdn.net"]
 
 # --- Concurrency ---------------------------------------------------------------
 # Image downloads in flight overall and per host. Both are enforced by
-# ConcurrencyGateMiddleware, because Scrapy applies neither to media requests.
+# DownloadGateMiddleware, because Scrapy applies neither to media requests.
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
-DOWNLOADER_MIDDLEWARES = {"igimages.middlewares.ConcurrencyGateMiddleware": 950}
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "igimages.middlewares.BackoffRetryMiddleware": 550,
+    "igimages.middlewares.DownloadGateMiddleware": 950,
+}
+# Optional ceilings on requests started per second, overall and per host
+# (0: none), for CDNs that count requests rather than connections.
+IGIMAGES_MAX_RATE = 0.0
+IGIMAGES_MAX_RATE_PER_HOST = 0.0
 # Posts handed to the pipeline at once (0: CONCURRENT_REQUESTS). Bounds memory.
 IGIMAGES_POSTS_IN_FLIGHT = 0
 # AutoThrottle spaces requests to each host by its observed latency, aiming at
@@ -50,7 +61,15 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 8.0
 
 # --- Each download ---------------------------------------------------------------
 DOWNLOAD_TIMEOUT = 30
+# Retry what may pass (408, 429, 5xx, timeouts, dropped connections) after
+# BASE * 2^(n-1) seconds (at most MAX, with jitter), or after the server's
+# Retry-After (at most RETRY_AFTER_MAX); a 429 with Retry-After also pauses
+# its whole host for that long. 400, 401, 403, 404, 410... fail at once.
 RETRY_TIMES = 2  # three attempts in all, as the sequential downloader did
+RETRY_HTTP_CODES = [408, 429, *range(500, 600)]
+IGIMAGES_RETRY_BACKOFF_BASE = 1.0
+IGIMAGES_RETRY_BACKOFF_MAX = 60.0
+IGIMAGES_RETRY_AFTER_MAX = 600.0
 RETRY_GIVE_UP_LOG_LEVEL = "DEBUG"  # the pipeline reports each failed image
 DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024

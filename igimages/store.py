@@ -7,6 +7,7 @@ and its hash and size, without reading or hashing the image files again.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
@@ -17,6 +18,10 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 
 INDEX_DIR = ".igimages"
+
+
+class StoreError(Exception):
+    """The folder cannot be written (disk full, read-only, no permission)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,10 @@ class ImageStore:
 
     def __init__(self, basedir: str) -> None:
         self.basedir = Path(basedir.removeprefix("file://")).resolve()
-        (self.basedir / INDEX_DIR).mkdir(parents=True, exist_ok=True)
+        self.tmpdir = self.basedir / INDEX_DIR / "tmp"
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(self.tmpdir)
+        self._tmp_names = itertools.count()
         self._db = sqlite3.connect(self.basedir / INDEX_DIR / "index.sqlite3")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -85,6 +93,20 @@ class ImageStore:
             if self._intact(image):
                 return image
         return None
+
+    def find_unindexed(self, post: str, prefix: str) -> str | None:
+        """A complete file named ``<post>/<prefix>*`` that the index lacks.
+
+        A run killed between renaming a file into place and committing the
+        index leaves such a file; the caller adopts it rather than fetch the
+        image again.
+        """
+        try:
+            with os.scandir(self.basedir / post) as entries:
+                names = [entry.name for entry in entries if entry.name.startswith(prefix)]
+        except OSError:
+            return None
+        return f"{post}/{min(names)}" if names else None
 
     def _intact(self, image: StoredImage) -> bool:
         try:
@@ -112,28 +134,55 @@ class ImageStore:
 
     @contextmanager
     def _replacing(self, path: str) -> Iterator[Path]:
-        """A temporary file that becomes ``path`` only if the block succeeds."""
+        """A temporary file that becomes ``path`` only if the block succeeds.
+
+        Temporary files live in one folder, named by process, so those of a
+        killed run are found and removed at the next start.
+        """
         target = self.basedir / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        tmp.unlink(missing_ok=True)
+        tmp = self.tmpdir / f"{os.getpid()}-{next(self._tmp_names)}.part"
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
             os.replace(tmp, target)
-        except BaseException:
+        except OSError as exc:
+            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        finally:
             tmp.unlink(missing_ok=True)
-            raise
 
     def record(self, image: StoredImage) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            astuple(image),
-        )
-        now = time.monotonic()
-        if now - self._last_commit >= self.COMMIT_INTERVAL:
-            self._db.commit()
-            self._last_commit = now
+        try:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                astuple(image),
+            )
+            now = time.monotonic()
+            if now - self._last_commit >= self.COMMIT_INTERVAL:
+                self._db.commit()
+                self._last_commit = now
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot update the index in {self.basedir}: {exc}") from exc
 
     def close(self) -> None:
-        self._db.commit()
-        self._db.close()
+        try:
+            self._db.commit()
+        finally:
+            self._db.close()
+
+
+def _remove_orphans(tmpdir: Path) -> None:
+    """Delete temporary files left by processes that no longer run."""
+    for tmp in tmpdir.glob("*.part"):
+        pid = tmp.name.partition("-")[0]
+        if not pid.isdigit() or (int(pid) != os.getpid() and not _running(int(pid))):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

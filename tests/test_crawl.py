@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 from tests import images
@@ -172,11 +173,12 @@ def test_rescrape_with_rotated_signatures_on_cdn_host_makes_no_request(
     env = crawl_env(http_proxy=server.url(""))
     scrape = "https://scontent-fra5-1.cdninstagram.com/v/t51.2885-15/123_456_n.jpg?oh={}&oe={}"
     rescrape = scrape.replace("scontent-fra5-1.cdninstagram.com", "instagram.fxyz1-1.fna.fbcdn.net")
+    expiry = [f"{int(time.time()) + days * 86400:X}" for days in (3, 10)]  # oe: hex seconds
     week1 = write_posts(
-        {"p": [scrape.format("aaa", "6A85EE48").replace("https", "http")]}, "w1.json"
+        {"p": [scrape.format("aaa", expiry[0]).replace("https", "http")]}, "w1.json"
     )
     week2 = write_posts(
-        {"p": [rescrape.format("bbb", "6A9F0011").replace("https", "http")]}, "w2.json"
+        {"p": [rescrape.format("b", expiry[1]).replace("https", "http")]}, "w2.json"
     )
 
     first = crawl(week1, env=env)

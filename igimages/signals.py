@@ -1,0 +1,5 @@
+"""Signals of igimages' own, sent through the crawler's signal manager."""
+
+#: Sent (with ``reason``) when the crawl must stop sending requests at once,
+#: e.g. the image folder cannot be written: waiting downloads are dropped.
+stop_downloads = object()
