@@ -20,5 +20,13 @@ class Post:
     url: str | None
     image_urls: list[str]
     images: list[dict[str, Any]] = field(default_factory=list)
+    #: Each URL's place in the post when it is not its place in ``image_urls``:
+    #: a retry from igimages' own feeds lists only some images of a post, and
+    #: they must land where the first run put them.
+    positions: list[int] | None = None
+
+    def position(self, index: int) -> int:
+        """The 1-based position of ``image_urls[index]`` in the post."""
+        return self.positions[index] if self.positions else index + 1
     #: Set when a resumed job had finished this post: ``images`` are its results.
     resumed: bool = False

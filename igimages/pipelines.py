@@ -175,7 +175,8 @@ class PostImagesPipeline(FilesPipeline):
         post_dir = safe_post_dir(item.id)
         item.images = []
         requests = []
-        for position, url in enumerate(item.image_urls, start=1):
+        for index, url in enumerate(item.image_urls):
+            position = item.position(index)
             failure = None
             if not is_http_url(url):
                 failure = ImageFailed("unsupported_scheme", url.partition(":")[0])
@@ -264,10 +265,12 @@ class PostImagesPipeline(FilesPipeline):
         )
         same = self.store.find_by_sha256(stored.sha256)
         if same is not None and same.path != stored.path:
-            return self._place(same, target, request.url)
-        self.store.write(stored.path, body)
-        self.store.record(stored)
-        return _result(stored, "downloaded", request.url)
+            result = self._place(same, target, request.url)
+        else:
+            self.store.write(stored.path, body)
+            self.store.record(stored)
+            result = _result(stored, "downloaded", request.url)
+        return {**result, "attempts": target.attempts}
 
     def _http_failure(self, response: Response, target: ImageTarget) -> ImageFailed:
         status, reason, detail = response.status, f"http_{response.status}", ""
@@ -323,7 +326,7 @@ class PostImagesPipeline(FilesPipeline):
         for index, image in enumerate(item.images):
             if image is not None:
                 continue
-            url, position = item.image_urls[index], index + 1
+            url, position = item.image_urls[index], item.position(index)
             ok, value = next(outcomes)
             if not ok:
                 image = _failed(url, position, self._image_failed(value.value))

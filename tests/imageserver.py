@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
@@ -24,9 +25,13 @@ class Route:
     body: bytes = b""
     status: int = 200
     content_type: str = "image/jpeg"
-    headers: dict[str, str] = field(default_factory=dict)
+    # A callable value is called at answer time (e.g. a Retry-After date).
+    headers: dict[str, str | Callable[[], str]] = field(default_factory=dict)
     delay: float = 0.0
     truncate_to: int | None = None
+    drop: bool = False  # close the connection without answering
+    # Answers for the first requests to this path, in order; then this route.
+    first: list[Route] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             with state.lock:
                 route = state.routes.get(path)
+                if route is not None and route.first:
+                    route = route.first.pop(0)
             if route is None:
                 route = Route(b"not found\n", 404, "text/plain; charset=utf-8")
             if route.delay:
@@ -103,11 +110,15 @@ class _Handler(BaseHTTPRequestHandler):
             state.leave(host)
 
     def _respond(self, route: Route, send_body: bool) -> None:
+        if route.drop:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(route.status)
         self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(len(route.body)))
         for name, value in route.headers.items():
-            self.send_header(name, value)
+            self.send_header(name, value() if callable(value) else value)
         self.end_headers()
         if not send_body:
             return
