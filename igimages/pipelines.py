@@ -291,6 +291,7 @@ class PostImagesPipeline(FilesPipeline):
             return exc
         if isinstance(exc, StoreError):
             self._stop_on_store_error(exc)
+        if self.store_error is not None:  # whatever else broke, it broke as we stopped
             return ImageFailed("interrupted", str(exc), attempts=attempts)
         return ImageFailed(failure_reason(exc), str(exc) or type(exc).__name__, attempts=attempts)
 

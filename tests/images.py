@@ -105,3 +105,9 @@ def html_page() -> bytes:
         b'<input name="username"><input name="password" type="password">'
         b'<button type="submit">Log in</button></form></body></html>\n'
     )
+
+
+def noise_png(width: int = 120, height: int = 120, seed: int = 0) -> bytes:
+    """An image that does not compress: its size on disk is about w * h * 3."""
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    return _encode(Image.frombytes("RGB", (width, height), pixels), "PNG")
