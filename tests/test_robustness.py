@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from email.utils import formatdate
 
@@ -157,3 +158,51 @@ def test_rate_cap_spaces_requests_to_a_host(server, write_posts, crawl):
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.18  # 5 per second
     assert starts[-1] - starts[0] >= 7 * 0.19
+
+
+def test_a_mix_of_faults_recovers_everything_that_can_be(server, write_posts, crawl):
+    """120 images: 60 fine, 16 answer 500 once, 10 drop the connection once,
+    4 answer 429 (Retry-After: 1) once, 10 are gone (404), 10 are signed
+    links that expired, 10 more answer 503 twice: the 100 recoverable ones are
+    stored, byte for byte."""
+    rng = random.Random(7)
+    kinds = ["ok"] * 60 + ["500"] * 16 + ["drop"] * 10 + ["429"] * 4 + ["503x2"] * 10
+    kinds += ["404"] * 10 + ["expired"] * 10
+    rng.shuffle(kinds)
+    first = {
+        "500": [Route(b"", 500)],
+        "drop": [Route(drop=True)],
+        "429": [Route(b"", 429, headers={"Retry-After": "1"})],
+        "503x2": [Route(b"", 503), Route(b"", 503)],
+    }
+    bodies, urls = {}, []
+    for n, kind in enumerate(kinds):
+        body = images.jpeg(seed=3000 + n)
+        if kind == "404":
+            urls.append(server.url(f"/{n}.jpg"))
+        elif kind == "expired":
+            urls.append(f"http://scontent.cdninstagram.com/v/{n}.jpg?oe={future_oe(-2)}")
+        else:
+            urls.append(server.add(f"/{n}.jpg", Route(body, first=list(first.get(kind, [])))))
+            bodies[urls[-1]] = body
+    posts = write_posts({f"p{n}": urls[n : n + 4] for n in range(0, 120, 4)})
+
+    result = crawl(
+        posts,
+        "IGIMAGES_RETRY_BACKOFF_BASE=0.2",
+        "CONCURRENT_REQUESTS=16",
+        "CONCURRENT_REQUESTS_PER_DOMAIN=16",
+    )
+
+    assert result.returncode == EXIT_SOME_FAILED, result.stderr
+    summary = result.summary
+    assert summary["images/downloaded"] == 100
+    assert (summary["failed/http_404"], summary["failed/expired"]) == (10, 10)
+    stored = [i for post in result.manifest.values() for i in post["images"] if "path" in i]
+    assert all((result.store / i["path"]).read_bytes() == bodies[i["url"]] for i in stored)
+    attempts = {"500": 2, "429": 2, "503x2": 3}
+    for image in stored:
+        kind = kinds[urls.index(image["url"])]
+        assert image["attempts"] == attempts.get(kind, image["attempts"]), kind
+    # A dropped connection is retried by the HTTP client itself or by Scrapy.
+    assert all(server.hits(f"/{n}.jpg") == 2 for n, kind in enumerate(kinds) if kind == "drop")
