@@ -85,7 +85,11 @@ class DownloadGateMiddleware:
         self.interval = 1 / rate if rate > 0 else 0.0
         self.host_interval = 1 / host_rate if host_rate > 0 else 0.0
         self.retry_after_max = settings.getfloat("IGIMAGES_RETRY_AFTER_MAX")
-        self.throttle_max_delay = settings.getfloat("AUTOTHROTTLE_MAX_DELAY")
+        self.throttle_max_delay = (
+            settings.getfloat("AUTOTHROTTLE_MAX_DELAY")
+            if settings.getbool("AUTOTHROTTLE_ENABLED")
+            else 0.0  # no AutoThrottle to teach
+        )
         self.active: dict[Request, str] = {}  # request -> its slot, while it holds room
         self.in_flight = 0  # let through and not yet answered, per slot below
         self.in_flight_per_slot: dict[str, int] = {}
@@ -145,9 +149,10 @@ class DownloadGateMiddleware:
     def _cool_down(self, slot: str, response: Response) -> None:
         """Pause the whole host, and make AutoThrottle space its requests more."""
         downloader_slot = self.crawler.engine.downloader.slots.get(slot)
-        if downloader_slot is not None:
+        if downloader_slot is not None and self.throttle_max_delay:
+            # AutoThrottle only lowers a delay again on good answers.
             downloader_slot.delay = min(
-                max(2 * downloader_slot.delay, 0.5), self.throttle_max_delay or 60.0
+                max(2 * downloader_slot.delay, 0.5), self.throttle_max_delay
             )
         if (seconds := retry_after(response, self.retry_after_max)) is not None:
             until = time.monotonic() + seconds
