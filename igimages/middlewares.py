@@ -10,6 +10,7 @@ download handlers and holds each request until every limit allows it;
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import deque
@@ -167,9 +168,11 @@ class DownloadGateMiddleware:
         wake_at = float("inf")
         admitted: list[_Waiting] = []
         still_waiting: deque[_Waiting] = deque()
-        for entry in self.waiting:
-            full = self.total_limit and self.in_flight >= self.total_limit
-            if full or not self._has_room(entry.slot):
+        for index, entry in enumerate(self.waiting):
+            if self.total_limit and self.in_flight >= self.total_limit:
+                still_waiting.extend(itertools.islice(self.waiting, index, None))
+                break
+            if not self._has_room(entry.slot):
                 still_waiting.append(entry)
             elif (ready_at := self._ready_at(entry)) > now:
                 wake_at = min(wake_at, ready_at)
