@@ -24,9 +24,9 @@ class Post:
     #: a retry from igimages' own feeds lists only some images of a post, and
     #: they must land where the first run put them.
     positions: list[int] | None = None
+    #: Set when a resumed job had finished this post: ``images`` are its results.
+    resumed: bool = False
 
     def position(self, index: int) -> int:
         """The 1-based position of ``image_urls[index]`` in the post."""
         return self.positions[index] if self.positions else index + 1
-    #: Set when a resumed job had finished this post: ``images`` are its results.
-    resumed: bool = False

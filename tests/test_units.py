@@ -15,17 +15,19 @@ from scrapy.exceptions import (
 )
 from twisted.internet.error import ConnectionLost, DNSLookupError
 
-from igimages import posts as posts_module
+from igimages.inputs import reader as reader_module
+from igimages.inputs.post import BadPost
+from igimages.inputs.reader import JsonValues
+from igimages.inputs.seed import Seed
 from igimages.keys import image_key, safe_post_dir
 from igimages.middlewares import DownloadAborted
 from igimages.pipelines import failure_reason
-from igimages.posts import BadPost, PostsReader, to_post
 from igimages.validation import ImageRejected, inspect_image
 from tests import images
 
 
 def test_json_array_is_read_in_chunks_with_exact_positions(tmp_path, monkeypatch):
-    monkeypatch.setattr(posts_module, "CHUNK_CHARS", 37)  # posts straddle chunks
+    monkeypatch.setattr(reader_module, "CHUNK_CHARS", 37)  # posts straddle chunks
     values = [
         {"id": n, "media": {"images": [f"http://h/{n}/{k}" for k in range(n % 4)]}}
         for n in range(300)
@@ -34,7 +36,7 @@ def test_json_array_is_read_in_chunks_with_exact_positions(tmp_path, monkeypatch
     path.write_text(json.dumps(values, indent=2))
     lines = path.read_text().split("\n")
 
-    found = list(PostsReader(str(path)))
+    found = list(JsonValues(str(path)))
 
     assert [f.value for f in found] == values
     assert [f.index for f in found] == list(range(1, 301))
@@ -45,7 +47,7 @@ def test_json_lines_keep_line_numbers_and_mark_malformed_lines(tmp_path):
     path = tmp_path / "posts.jsonl"
     path.write_text('{"id": 1}\n\n  {"id": 2}\n{not json\n{"id": 3}\n')
 
-    found = list(PostsReader(str(path)))
+    found = list(JsonValues(str(path)))
 
     assert [(f.line, f.column, f.index) for f in found] == [
         (1, 1, 1),
@@ -54,14 +56,13 @@ def test_json_lines_keep_line_numbers_and_mark_malformed_lines(tmp_path):
         (5, 1, 4),
     ]
     with pytest.raises(BadPost, match="invalid JSON"):
-        to_post(found[2].value)
+        Seed().to_post(found[2].value)
 
 
-def test_post_urls_keep_order_lose_repeats_and_respect_the_cap():
+def test_post_urls_keep_order_and_lose_repeats():
     value = {"id": 7, "url": "u", "media": {"images": ["b", "a", "b", " ", "c"]}}
-    assert to_post(value).image_urls == ["b", "a", "c"]
-    assert to_post(value, max_images=2).image_urls == ["b", "a"]
-    assert to_post(value).id == "7"
+    assert Seed().to_post(value).image_urls == ["b", "a", "c"]
+    assert Seed().to_post(value).id == "7"
 
 
 @pytest.mark.parametrize(
@@ -79,7 +80,7 @@ def test_post_urls_keep_order_lose_repeats_and_respect_the_cap():
 )
 def test_unusable_posts_are_bad_posts(value):
     with pytest.raises(BadPost):
-        to_post(value)
+        Seed().to_post(value)
 
 
 def test_jpeg_cut_short_is_truncated_even_with_a_valid_header():

@@ -1,8 +1,10 @@
-"""``scrapy crawl`` with exit statuses a script can act on.
+"""``scrapy crawl`` with exit statuses a script can act on, and a plan.
 
 0: every image is stored; 1: the crawl could not run or was stopped;
-2: the posts file cannot be read (nothing was written); 3: the crawl
+2: the posts input cannot be read (nothing was written); 3: the crawl
 finished but some images failed (listed in the failure feed).
+With ``-a plan=1`` the input is read and what a crawl would do is printed;
+nothing is downloaded or written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
-from igimages.posts import PostsFileError, survey
+from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
+from igimages.plan import make_plan
 
 EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
 
@@ -22,18 +25,23 @@ class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl post_images -a posts=PATH")
-        posts = opts.spargs.get("posts")
+        max_images = self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
         try:
-            if not posts:
-                raise PostsFileError("no posts file given: use -a posts=PATH")
-            found = survey(posts, self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST"))
+            spec = InputSpec.from_args(opts.spargs)
+            if opts.spargs.get("plan", "0").lower() not in ("", "0", "no", "false"):
+                print(make_plan(PostSource(spec), self.settings).report())
+                return
+            # The crawl's own reading is opened first: standard input can only
+            # be read once, so it is not surveyed (progress then has no total).
+            source = PostSource(spec)
+            found = None if spec.reads_stdin else survey(spec, max_images)
         except PostsFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = EXIT_BAD_INPUT
             return
         assert self.crawler_process is not None
         crawler = self._create_crawler(args[0])
-        self.crawler_process.crawl(crawler, **opts.spargs, survey=found)
+        self.crawler_process.crawl(crawler, **opts.spargs, survey=found, source=source)
         self.crawler_process.start()
         stats = crawler.stats.get_stats() if crawler.stats else {}
         if self.crawler_process.bootstrap_failed:

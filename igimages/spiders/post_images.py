@@ -1,4 +1,4 @@
-"""The ``post_images`` spider: one item per post of a posts file."""
+"""The ``post_images`` spider: one item per post of a posts input."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from scrapy.settings import BaseSettings
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
+from igimages.inputs import InputSpec, PostsFileError, PostSource, Skipped, Survey
 from igimages.items import Post
-from igimages.posts import BadPost, PostsFileError, PostsReader, Survey, to_post
 
 logger = logging.getLogger(__name__)
 
@@ -23,23 +23,27 @@ logger = logging.getLogger(__name__)
 class PostImagesSpider(Spider):
     """Read ``-a posts=PATH`` and hand each post to the image pipeline.
 
-    Posts are yielded from ``start()`` and never requested: the pipeline does
-    the downloading. Scrapy drains ``start()`` as fast as it yields, so the
-    spider waits while ``IGIMAGES_POSTS_IN_FLIGHT`` posts are still in the
-    pipeline; memory then depends on that number, not on the file's size.
+    The input's format is detected, or given with ``-a format=NAME`` or the
+    field arguments (``igimages.inputs``). Posts are yielded from ``start()``
+    and never requested: the pipeline does the downloading. Scrapy drains
+    ``start()`` as fast as it yields, so the spider waits while
+    ``IGIMAGES_POSTS_IN_FLIGHT`` posts are still in the pipeline; memory then
+    depends on that number, not on the input's size.
     """
 
     name = "post_images"
 
     def __init__(
-        self, posts: str | None = None, survey: Survey | None = None, **kwargs: Any
+        self,
+        posts: str | None = None,
+        survey: Survey | None = None,
+        source: PostSource | None = None,
+        **kwargs: Any,
     ) -> None:
+        # ``scrapy crawl`` opens the input itself (standard input is read once).
+        self.source = source or PostSource(InputSpec.from_args({"posts": posts, **kwargs}))
         super().__init__(**kwargs)
-        if not posts:
-            raise PostsFileError("no posts file given: use -a posts=PATH")
-        self.posts_path = posts
-        self.reader = PostsReader(posts).open()
-        self.survey = survey  # from ``scrapy crawl``, which reads the file first
+        self.survey = survey  # from ``scrapy crawl``, which reads the input first
         self._in_flight = 0
         self._slot_freed: Deferred[None] | None = None
 
@@ -67,20 +71,12 @@ class PostImagesSpider(Spider):
         if self.survey is not None:
             stats.set_value("igimages/posts/total", self.survey.posts)
             stats.set_value("igimages/images/total", self.survey.images)
+        logger.info("Reading %s", self.source.describe())
         try:
-            for located in self.reader:
-                try:
-                    post = to_post(located.value, max_images)
-                except BadPost as exc:
-                    stats.inc_value("igimages/posts/bad")
-                    logger.warning(
-                        "%s:%d:%d: skipped post #%d: %s",
-                        self.posts_path,
-                        located.line,
-                        located.column,
-                        located.index,
-                        exc,
-                    )
+            for post in self.source.entries(max_images):
+                if isinstance(post, Skipped):
+                    stats.inc_value(f"igimages/posts/{post.kind}")
+                    logger.log(logging.WARNING if post.kind == "bad" else logging.DEBUG, "%s", post)
                     continue
                 while self._in_flight >= limit:
                     self._slot_freed = Deferred()
@@ -91,6 +87,12 @@ class PostImagesSpider(Spider):
             logger.error("%s", exc)
             stats.set_value("igimages/input_error", str(exc))
             raise CloseSpider("bad_input") from None
+        if repeats := stats.get_value("igimages/posts/duplicate_input"):
+            logger.info(
+                "%d posts were in %s more than once (same id): each was processed once",
+                repeats,
+                self.source.name,
+            )
 
     def _post_done(self, item: Any, **kwargs: Any) -> None:
         if not isinstance(item, Post):
