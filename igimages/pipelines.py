@@ -180,8 +180,6 @@ class PostImagesPipeline(FilesPipeline):
             failure = None
             if not is_http_url(url):
                 failure = ImageFailed("unsupported_scheme", url.partition(":")[0])
-            elif (expiry := link_expiry(url, self.path_key_hosts)) and expiry < time.time():
-                failure = ImageFailed("expired", f"signed link expired {_utc(expiry)}")
             else:
                 target = ImageTarget(post_dir, position, image_key(url, self.path_key_hosts))
                 try:
@@ -203,6 +201,9 @@ class PostImagesPipeline(FilesPipeline):
         stored = self.store.find_by_key(target.key)
         if stored is not None:
             return self._place(stored, target, request.url)
+        if (expiry := link_expiry(request.url, self.path_key_hosts)) and expiry < time.time():
+            # Not worth a request: the CDN refuses it; only a new scrape helps.
+            raise ImageFailed("expired", f"signed link expired {_utc(expiry)}")
         return None
 
     def _adopt(self, target: ImageTarget) -> StoredImage | None:

@@ -206,3 +206,18 @@ def test_a_mix_of_faults_recovers_everything_that_can_be(server, write_posts, cr
         assert image["attempts"] == attempts.get(kind, image["attempts"]), kind
     # A dropped connection is retried by the HTTP client itself or by Scrapy.
     assert all(server.hits(f"/{n}.jpg") == 2 for n, kind in enumerate(kinds) if kind == "drop")
+
+
+def test_an_image_stored_before_its_link_expired_stays_cached(server, write_posts, crawl):
+    server.add("/v/t51/7_n.jpg", images.jpeg(seed=70))
+    link = "http://scontent.cdninstagram.com/v/t51/7_n.jpg?oe={}"
+    env = crawl_env(http_proxy=server.url(""))
+    fresh = crawl(write_posts({"p": [link.format(future_oe(3))]}, "fresh.json"), env=env)
+    assert fresh.returncode == EXIT_OK, fresh.stderr
+    server.reset_counters()
+
+    later = crawl(write_posts({"p": [link.format(future_oe(-3))]}, "later.json"), env=env)
+
+    assert later.returncode == EXIT_OK, later.stderr
+    assert later.image("p", 1)["status"] == "cached"
+    assert server.requests == []
