@@ -179,3 +179,21 @@ def test_killed_rerun_leaves_the_previous_manifest_whole(server, write_posts, st
     }
     for url, image in stored.items():
         assert (store / image["path"]).read_bytes() == images.jpeg(seed=first_urls.index(url))
+
+
+def test_binary_file_or_empty_folder_is_a_one_line_error(tmp_path, store, crawl):
+    binary = tmp_path / "posts.json"
+    binary.write_bytes(images.jpeg(seed=9))
+    folder = tmp_path / "exports"
+    folder.mkdir()
+
+    for posts, message in (
+        (binary, "cannot read posts: not UTF-8 text"),
+        (folder, "no .json files"),
+    ):
+        result = crawl(posts)
+        assert result.returncode == EXIT_BAD_INPUT
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert errors == [errors[0]]
+        assert errors[0].startswith(f"error: {posts}: {message}")
+        assert not store.exists()
