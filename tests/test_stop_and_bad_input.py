@@ -194,6 +194,6 @@ def test_binary_file_or_empty_folder_is_a_one_line_error(tmp_path, store, crawl)
         result = crawl(posts)
         assert result.returncode == EXIT_BAD_INPUT
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-        assert errors == [errors[0]]
+        assert len(errors) == 1
         assert errors[0].startswith(f"error: {posts}: {message}")
         assert not store.exists()
