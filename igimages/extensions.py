@@ -171,9 +171,10 @@ class PromptClose:
         if scraper_slot is None or engine._slot is None:
             return
         if not scraper_slot.is_idle():
-            # The signal comes before the scraper stops counting the post that
-            # sent it; when that post is the last one, look again shortly.
-            if scraper_slot.itemproc_size <= 1 and turns_left:
+            # The signal comes before the scraper stops counting the posts
+            # that sent it; when nothing is downloading any more, these may be
+            # the last ones: look again shortly.
+            if not engine.downloader.active and turns_left:
                 call_later(0.01, self.check, turns_left - 1)
             return
         if scraper_slot.closing is not None:

@@ -314,6 +314,8 @@ class PostImagesPipeline(FilesPipeline):
         path = f"{target.post_dir}/{target.position}_{target.key}.{extension}"
         if path == source.path:
             return _result(source, "cached", url)
+        if (stored := self.store.lookup(target.post_dir, target.position, target.key)) is not None:
+            return _result(stored, "cached", url)  # it shared another post's request
         self.store.link(source.path, path)
         placed = replace(
             source, post=target.post_dir, position=target.position, key=target.key, path=path

@@ -307,6 +307,11 @@ def test_same_url_in_posts_downloading_together_is_fetched_once(server, write_po
         "downloaded",
         *["duplicate"] * 3,
     ]
+    server.reset_counters()
+    again = crawl(posts, "CONCURRENT_REQUESTS=8")
+    assert again.returncode == EXIT_OK, again.stderr
+    assert [again.image(f"p{n}", 1)["status"] for n in range(4)] == ["cached"] * 4
+    assert server.requests == []
 
 
 def test_progress_reports_done_total_rate_and_eta(server, write_posts, crawl):
