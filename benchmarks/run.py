@@ -1,0 +1,613 @@
+"""Benchmark ``scrapy crawl post_images`` against the two reference clients.
+
+One invocation generates (or reuses) the corpus, starts the image server on
+127.0.0.1 in its own process, then runs the clients one after another,
+interleaved in rounds, each in its own process from an empty folder, and
+measures each from outside: wall time from spawn to exit, CPU (user + system)
+and peak RSS of that process alone (``os.wait4``). Every stored file is then
+checked byte for byte against the corpus. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TextIO
+
+import corpus
+from refclients import target_path
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+DEFAULT_POSTS = 550
+LARGE_POSTS = 5_000  # above this only the crawl runs: the references would copy every image
+REFERENCES = ("seed", "aiohttp")
+CLIENTS: dict[str, list[str]] = {  # name -> scrapy settings it overrides
+    "seed": [],
+    "aiohttp": [],
+    "scrapy-default": [],
+    "scrapy-12": ["CONCURRENT_REQUESTS=12", "CONCURRENT_REQUESTS_PER_DOMAIN=12"],
+    "scrapy-100": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
+}
+CRAWLS = ("scrapy-default", "scrapy-12", "scrapy-100")
+PYCACHE = HERE / ".cache" / "pycache"
+RAM = Path("/dev/shm")
+RERUN = "scrapy-cached"  # scrapy-default again, over the folder it has just finished
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+VERSIONS = ("scrapy", "twisted", "aiohttp", "requests", "pillow")
+BUSY = 0.1  # cores used by other processes that make a run's figures suspect
+
+
+@dataclass
+class Run:
+    """One client process, as measured from outside, and what it stored."""
+
+    client: str
+    round: int
+    posts: int
+    images: int  # every image of every post: files the client must leave
+    wall: float  # seconds, spawn to exit
+    cpu: float  # seconds, user + system
+    cpu_sys: float  # seconds, system alone: the kernel's part (sockets, files)
+    rss_mib: float
+    exit_status: int
+    server: dict[str, Any]
+    start: float | None  # spawn to the server's first request
+    tail: float | None  # the server's last response to the client's exit
+    others: float | None  # CPU cores used on average by other processes meanwhile
+    problems: list[str] = field(default_factory=list)  # bytes or exit status wrong
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)  # the crawl's summary.json
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.wall
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.cpu / self.images
+
+
+class Server:
+    """The image server process (server.py) and its counters."""
+
+    def __init__(self, pool: Path, images: int, latency: float, connect_latency: float) -> None:
+        command = [sys.executable, str(HERE / "server.py"), "--pool", str(pool)]
+        command += ["--images", str(images), "--latency", str(latency)]
+        command += ["--connect-latency", str(connect_latency)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE
+        )
+        self.stdin: TextIO = self.process.stdin  # type: ignore[assignment]
+        self.stdout: TextIO = self.process.stdout  # type: ignore[assignment]
+        hello = json.loads(self.stdout.readline() or "null")
+        if not hello:
+            raise SystemExit("the image server did not start")
+        self.base_url = f"http://127.0.0.1:{hello['port']}"
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since the previous call."""
+        self.stdin.write("stats\n")
+        self.stdin.flush()
+        return json.loads(self.stdout.readline())
+
+    def stop(self) -> None:
+        self.stdin.close()
+        self.process.wait(timeout=10)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for clients, as on an ordinary install.
+
+    No proxy, so every request stays on loopback; and compiled modules cached
+    (in benchmarks/.cache/), even where PYTHONDONTWRITEBYTECODE is set, so
+    that no client compiles its source again at every start.
+    """
+    names = {*PROXY_VARIABLES, *(name.upper() for name in PROXY_VARIABLES)}
+    names.add("PYTHONDONTWRITEBYTECODE")
+    env = {name: value for name, value in os.environ.items() if name not in names}
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    return env
+
+
+def ram_folder() -> Path | None:
+    """A RAM-backed folder for the outputs, if the machine has one with room.
+
+    Writing to a virtual machine's disk costs the writer a varying amount of
+    kernel CPU (about 1 ms per image here, but from 0.3 to 2 ms from one run
+    to the next), the same for every client; in RAM the figures are the
+    clients' own, and steady. ``--work-dir`` on a disk measures with it.
+    """
+    try:
+        return RAM if shutil.disk_usage(RAM).free > 4 * 2**30 else None
+    except OSError:
+        return None
+
+
+def busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent in user mode since boot (Linux), or None.
+
+    Compared with the client's and the server's own, it shows whether another
+    program ran during a measurement and took a core from it. Kernel time is
+    left out: the kernel threads that write the client's files back to disk
+    and carry loopback traffic work for the measurement.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            user, nice = map(int, stat.readline().split()[1:3])
+    except (OSError, ValueError):
+        return None
+    return (user + nice) / os.sysconf("SC_CLK_TCK")
+
+
+def command(client: str, posts_file: Path, out: Path) -> list[str]:
+    if client in REFERENCES:
+        script = str(HERE / "refclients.py")
+        return [sys.executable, script, client, "--posts", str(posts_file), "--out", str(out)]
+    args = [sys.executable, "-m", "scrapy", "crawl", "post_images"]
+    args += ["-a", f"posts={posts_file}", "-s", f"IMAGES_STORE={out}"]
+    settings = CLIENTS["scrapy-default" if client == RERUN else client]
+    if settings:
+        settings = [*settings, "AUTOTHROTTLE_ENABLED=False"]
+    for setting in settings:
+        args += ["-s", setting]
+    return args
+
+
+def measure(
+    client: str, round_: int, data: corpus.Corpus, posts_file: Path, out: Path, server: Server
+) -> Run:
+    """Run one client process to its end; everything is measured from outside it."""
+    server.stats()  # start the server's counters afresh
+    with open(out.with_name(out.name + ".log"), "ab") as log:
+        busy_before = busy_seconds()
+        started_at, started = time.time(), time.perf_counter()
+        process = subprocess.Popen(
+            command(client, posts_file, out),
+            cwd=PROJECT,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage
+        wall, ended_at = time.perf_counter() - started, time.time()
+        busy_after = busy_seconds()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stats = server.stats()
+    cpu = usage.ru_utime + usage.ru_stime
+    others = None
+    if busy_before is not None and busy_after is not None:
+        own = usage.ru_utime + stats["user_seconds"]
+        others = max(0.0, busy_after - busy_before - own) / wall
+    run = Run(
+        client=client,
+        round=round_,
+        posts=len(data.posts),
+        images=data.references,
+        wall=wall,
+        cpu=cpu,
+        cpu_sys=usage.ru_stime,
+        rss_mib=usage.ru_maxrss / 1024,  # KiB on Linux
+        exit_status=process.returncode,
+        server=stats,
+        start=stats["first_request"] - started_at if stats["first_request"] else None,
+        tail=ended_at - stats["last_response"] if stats["last_response"] else None,
+        others=others,
+    )
+    if run.exit_status:
+        run.problems.append(f"exit status {run.exit_status}, see {log.name}")
+    run.problems += check(client, data, out)
+    if client in REFERENCES:
+        return run
+    run.summary = _read_json(out / "summary.json") or {}
+    counts = {
+        status: run.summary.get(f"images/{status}", 0)
+        for status in ("downloaded", "duplicate", "cached", "failed")
+    }
+    run.notes.append(", ".join(f"{count} {status}" for status, count in counts.items() if count))
+    if client == RERUN and stats["requests"]:
+        run.problems.append(f"the re-run made {stats['requests']} requests")
+    return run
+
+
+def check(client: str, data: corpus.Corpus, out: Path) -> list[str]:
+    """Every image of every post is stored, with the corpus's exact bytes."""
+    hashes: dict[tuple[int, int], str] = {}  # by inode: hard links are read once
+
+    def sha256(path: Path) -> str:
+        try:
+            stat = path.stat()
+            key = (stat.st_dev, stat.st_ino)
+            if key not in hashes:
+                hashes[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            return hashes[key]
+        except OSError as exc:
+            return f"unreadable ({exc.strerror})"
+
+    problems: list[str] = []
+    if client in REFERENCES:
+        for post in data.posts:
+            for number, ref in enumerate(post.refs, start=1):
+                path = target_path(out, post.id, number, ref.target)
+                if sha256(path) != data.images[ref.image].sha256:
+                    problems.append(f"{path.relative_to(out)}: not the corpus's bytes")
+        return problems
+    manifest: dict[str, list[dict[str, Any]]] = {}
+    try:
+        with open(out / "manifest.jsonl", encoding="utf-8") as lines:
+            for line in lines:
+                entry = json.loads(line)
+                manifest[entry["id"]] = sorted(entry["images"], key=lambda i: i["position"])
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"manifest.jsonl unreadable: {exc}"]
+    for post_id, expected in data.expected().items():
+        images = manifest.get(post_id, [])
+        if len(images) != len(expected):
+            problems.append(f"post {post_id}: {len(images)} images, not {len(expected)}")
+            continue
+        for image, want in zip(images, expected, strict=True):
+            if image["status"] not in ("downloaded", "duplicate", "cached"):
+                problems.append(f"post {post_id} image {image['position']}: {image['status']}")
+            elif image["sha256"] != want or sha256(out / image["path"]) != want:
+                problems.append(f"{image['path']}: not the corpus's bytes")
+    return problems
+
+
+def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """Per client: the median over rounds, but the worst peak RSS and tail."""
+    table: dict[str, dict[str, Any]] = {}
+    for client in dict.fromkeys(run.client for run in runs):
+        mine = [run for run in runs if run.client == client]
+        starts = [run.start for run in mine if run.start is not None]
+        tails = [run.tail for run in mine if run.tail is not None]
+        table[client] = {
+            "images": mine[0].images,
+            "rounds": len(mine),
+            "wall_s": statistics.median(run.wall for run in mine),
+            "images_per_s": statistics.median(run.rate for run in mine),
+            "cpu_ms_per_image": statistics.median(run.cpu_ms for run in mine),
+            "sys_ms_per_image": statistics.median(1000 * run.cpu_sys / run.images for run in mine),
+            "peak_rss_mib": max(run.rss_mib for run in mine),
+            "start_s": statistics.median(starts) if starts else None,
+            "tail_s": max(tails) if tails else None,
+            "requests": statistics.median(run.server["requests"] for run in mine),
+            "server_in_flight": max(run.server["max_in_flight"] for run in mine),
+            "server_cpu_ms_per_image": statistics.median(
+                1000 * run.server["cpu_seconds"] / run.images for run in mine
+            ),
+            "bytes_ok": not any(run.problems for run in mine),
+            "notes": mine[-1].notes,
+            "others_cores": max((run.others or 0.0) for run in mine),
+        }
+    return table
+
+
+def print_table(table: dict[str, dict[str, Any]]) -> None:
+    seed, aio = table.get("seed"), table.get("aiohttp")
+
+    def ratio(client: str, ref: dict[str, Any] | None, key: str) -> str:
+        row = table[client]
+        return "-" if ref is None or ref is row or client == RERUN else f"{row[key] / ref[key]:.2f}"
+
+    def num(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    columns = (
+        ("client", 14, lambda c, r: c),
+        ("img/s", 7, lambda c, r: f"{r['images_per_s']:.1f}"),
+        ("CPU ms/img", 10, lambda c, r: f"{r['cpu_ms_per_image']:.2f}"),
+        ("RSS MiB", 7, lambda c, r: f"{r['peak_rss_mib']:.0f}"),
+        ("x seed", 6, lambda c, r: ratio(c, seed, "images_per_s")),
+        ("x aiohttp", 9, lambda c, r: ratio(c, aio, "images_per_s")),
+        ("CPU x seed", 10, lambda c, r: ratio(c, seed, "cpu_ms_per_image")),
+        ("wall s", 6, lambda c, r: f"{r['wall_s']:.2f}"),
+        ("start s", 7, lambda c, r: num(r["start_s"], ".2f")),
+        ("tail s", 6, lambda c, r: num(r["tail_s"], ".2f")),
+        ("in flight", 9, lambda c, r: str(r["server_in_flight"])),
+        ("bytes", 5, lambda c, r: "OK" if r["bytes_ok"] else "FAIL"),
+    )
+    print("  ".join(f"{name:<{width}}" for name, width, _ in columns).rstrip())
+    for client, row in table.items():
+        cells = [(cell(client, row), width) for _, width, cell in columns]
+        print("  ".join(f"{text:<{width}}" for text, width in cells).rstrip())
+
+
+def targets(table: dict[str, dict[str, Any]], large: dict[str, Any] | None) -> list[dict]:
+    """The issue's targets, each met (True), not met (False) or not measured (None)."""
+    goals: list[dict[str, Any]] = []
+
+    def goal(name: str, met: bool | None, figures: str = "") -> None:
+        goals.append({"target": name, "met": met, "figures": figures})
+
+    def get(client: str, key: str) -> float:
+        return table.get(client, {}).get(key) or 0.0
+
+    rate100, rate_aio = get("scrapy-100", "images_per_s"), get("aiohttp", "images_per_s")
+    name = "100 in flight: images/s >= 1.0x aiohttp's"
+    if rate100 and rate_aio:
+        ratio = rate100 / rate_aio
+        goal(name, ratio >= 1, f"{rate100:.1f} vs {rate_aio:.1f} images/s ({ratio:.2f}x)")
+    else:
+        goal(name, None, "not run")
+
+    rate12, rate_seed = get("scrapy-12", "images_per_s"), get("seed", "images_per_s")
+    cpu12, cpu_seed = get("scrapy-12", "cpu_ms_per_image"), get("seed", "cpu_ms_per_image")
+    name = "12 in flight: images/s >= 1.0x seed's, at < 0.5x its CPU per image"
+    if rate12 and rate_seed:
+        speed, cpu = rate12 / rate_seed, cpu12 / cpu_seed
+        figures = (
+            f"{rate12:.1f} vs {rate_seed:.1f} images/s ({speed:.2f}x), "
+            f"{cpu12:.2f} vs {cpu_seed:.2f} CPU ms/image ({cpu:.2f}x)"
+        )
+        goal(name, speed >= 1 and cpu < 0.5, figures)
+    else:
+        goal(name, None, "not run")
+
+    if rate := get("scrapy-default", "images_per_s"):
+        figures = f"{rate:.1f} images/s"
+        figures += f", {rate / rate_seed:.2f}x seed" if rate_seed else ""
+        figures += f", {rate / rate_aio:.2f}x aiohttp" if rate_aio else ""
+        goal("defaults: images/s and ratios (reported)", None, figures)
+
+    crawls = [client for client in CRAWLS if client in table]
+    cpus = {client: table[client]["cpu_ms_per_image"] for client in crawls}
+    goal(
+        "at most 1.5 CPU ms per image",
+        all(value <= 1.5 for value in cpus.values()) if cpus else None,
+        ", ".join(f"{client} {value:.2f}" for client, value in cpus.items()),
+    )
+    rss = {c: table[c]["peak_rss_mib"] for c in (*crawls, RERUN) if c in table}
+    goal(
+        "peak RSS at most 150 MiB",
+        all(value <= 150 for value in rss.values()) if rss else None,
+        ", ".join(f"{client} {value:.0f} MiB" for client, value in rss.items()),
+    )
+    if large:
+        goal(
+            f"peak RSS at {large['posts']} posts within 20% of it at {large['base_posts']}",
+            large["ratio"] <= 1.2,
+            f"{large['client']} {large['rss_mib']:.0f} vs {large['base_rss_mib']:.0f} MiB "
+            f"({large['ratio']:.2f}x)",
+        )
+    else:
+        goal("peak RSS at 100,000 posts within 20%", None, "run with --posts 100000 --latency 0")
+    if RERUN in table:
+        wall = table[RERUN]["wall_s"]
+        goal("re-run over the finished folder in at most 3 s", wall <= 3, f"{wall:.2f} s")
+    tails = {c: table[c]["tail_s"] for c in crawls if table[c]["tail_s"] is not None}
+    goal(
+        "crawl ends within 1 s of its last image",
+        all(value <= 1 for value in tails.values()) if tails else None,
+        ", ".join(f"{client} {value:.2f} s" for client, value in tails.items()),
+    )
+    failed = [client for client, row in table.items() if not row["bytes_ok"]]
+    goal("every stored file byte for byte", not failed, ", ".join(failed) or "every client")
+    return goals
+
+
+def scrapy_defaults() -> dict[str, Any]:
+    """The project's own values of the limits that scrapy-12 and scrapy-100 override."""
+    sys.path.insert(0, str(PROJECT))
+    try:
+        import igimages.settings as settings
+    finally:
+        sys.path.remove(str(PROJECT))
+    names = ("CONCURRENT_REQUESTS", "CONCURRENT_REQUESTS_PER_DOMAIN", "AUTOTHROTTLE_ENABLED")
+    return {name: getattr(settings, name) for name in names}
+
+
+def source_state() -> dict[str, str]:
+    """Which crawl was measured: the commit, and whether igimages/ had local changes."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=PROJECT, capture_output=True, text=True, timeout=10
+            )
+        except OSError:
+            return ""
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "igimages")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "igimages": "modified" if changed else "clean",
+    }
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _report(run: Run) -> None:
+    print(
+        f"  round {run.round} {run.client:<14} {run.posts} posts: {run.images} images in "
+        f"{run.wall:5.2f} s = {run.rate:6.1f}/s, CPU {run.cpu_ms:.2f} ms/image "
+        f"({1000 * run.cpu_sys / run.images:.2f} system), "
+        f"RSS {run.rss_mib:.0f} MiB, {run.server['requests']} requests"
+        + "".join(f"; {note}" for note in run.notes)
+        + ("" if not run.problems else f"; {len(run.problems)} PROBLEMS")
+        + (f"; BUSY: others used {run.others:.2f} cores" if (run.others or 0) > BUSY else ""),
+        flush=True,
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    add = parser.add_argument
+    add("--rounds", type=int, default=1, help="times each client runs, interleaved (1)")
+    add("--latency", type=float, default=0.1, help="server seconds per response (0.1)")
+    add("--connect-latency", type=float, help="extra seconds per new connection (2x latency)")
+    add("--posts", type=int, default=DEFAULT_POSTS, help=f"posts in the corpus ({DEFAULT_POSTS})")
+    add("--images", type=int, default=2000, help="distinct images at most (2000)")
+    add("--seed", type=int, default=1, help="corpus seed (1)")
+    add(
+        "--clients",
+        help=f"comma-separated, from: {', '.join(CLIENTS)} (default: all; "
+        f"scrapy-100 alone above {LARGE_POSTS} posts)",
+    )
+    add("--work-dir", type=Path, help="where clients write (default: a folder in RAM)")
+    add("--keep", action="store_true", help="keep every client's output and log")
+    add("--results", type=Path, help="JSON results file (default: benchmarks/results/...)")
+    args = parser.parse_args()
+    large = args.posts > LARGE_POSTS
+    args.clients = (args.clients or ("scrapy-100" if large else ",".join(CLIENTS))).split(",")
+    if unknown := [client for client in args.clients if client not in CLIENTS]:
+        parser.error(f"unknown clients: {', '.join(unknown)}")
+    if args.connect_latency is None:
+        args.connect_latency = 2 * args.latency
+    if args.results is None:
+        name = "latest" if args.posts == DEFAULT_POSTS else f"latest-{args.posts}-posts"
+        args.results = HERE / "results" / f"{name}.json"
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    began = time.perf_counter()
+    corpora = [corpus.load(args.posts, args.images, args.seed)]
+    if args.posts > LARGE_POSTS:  # the same clients on the usual corpus, to compare peak RSS
+        corpora.insert(0, corpus.load(DEFAULT_POSTS, args.images, args.seed))
+    data = corpora[-1]
+    defaults = scrapy_defaults()
+    print(
+        f"corpus: {len(data.posts)} posts, {data.references} images ({data.distinct_urls} "
+        f"distinct URLs, {data.distinct_images} distinct images, "
+        f"{data.pool_bytes() / 2**20:.0f} MiB), ready in {time.perf_counter() - began:.1f} s\n"
+        f"server: 127.0.0.1, {args.latency * 1000:.0f} ms per response, "
+        f"+{args.connect_latency * 1000:.0f} ms on a new connection\n"
+        "clients: seed = ThreadPoolExecutor(12) + requests; aiohttp = 100 in flight;\n"
+        "  scrapy-default = the project's defaults "
+        f"({', '.join(f'{k}={v}' for k, v in defaults.items())}; one host, so the "
+        "per-domain limit applies);\n"
+        "  scrapy-12, scrapy-100 = that many in flight, overall and per domain, AutoThrottle off;\n"
+        f"  {RERUN} = scrapy-default again over the folder it has just finished"
+    )
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="igimages-bench-", dir=ram_folder()))
+    where = "in RAM: disk writes left out" if work.parent == RAM else "on disk: disk writes in"
+    print(f"outputs: {work} ({where})")
+    work.mkdir(parents=True, exist_ok=True)
+    server = Server(data.pool_dir, len(data.images), args.latency, args.connect_latency)
+    runs: list[Run] = []
+    try:
+        posts_files = []
+        for item in corpora:
+            posts_files.append(work / f"posts-{len(item.posts)}.json")
+            item.write_posts(posts_files[-1], server.base_url)
+        # Compile and load every client's modules once, so the first is not penalised.
+        imports = "import scrapy, twisted, PIL, aiohttp, requests"
+        subprocess.run([sys.executable, "-c", imports], check=True, env=child_env())
+        compile_all = [sys.executable, "-m", "compileall", "-q", str(PROJECT / "igimages")]
+        subprocess.run(compile_all, check=True, env=child_env(), stdout=subprocess.DEVNULL)
+        for round_ in range(1, args.rounds + 1):
+            for item, posts_file in zip(corpora, posts_files, strict=True):
+                for client in args.clients:
+                    out = work / f"{len(item.posts)}-r{round_}-{client}"
+                    for name in [client, RERUN] if client == "scrapy-default" else [client]:
+                        runs.append(measure(name, round_, item, posts_file, out, server))
+                        _report(runs[-1])
+                    if not args.keep:
+                        shutil.rmtree(out, ignore_errors=True)
+    finally:
+        server.stop()
+        if not args.keep and args.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    table = summarise([run for run in runs if run.posts == len(data.posts)])
+    large = None
+    if len(corpora) > 1:
+        base = summarise([run for run in runs if run.posts != len(data.posts)])
+        print(f"\n{DEFAULT_POSTS} posts (baseline for peak RSS):")
+        print_table(base)
+        client = args.clients[-1]
+        large = {
+            "posts": len(data.posts),
+            "base_posts": DEFAULT_POSTS,
+            "client": client,
+            "rss_mib": table[client]["peak_rss_mib"],
+            "base_rss_mib": base[client]["peak_rss_mib"],
+            "ratio": table[client]["peak_rss_mib"] / base[client]["peak_rss_mib"],
+        }
+    print(
+        f"\n{len(data.posts)} posts, {data.references} images, latency "
+        f"{args.latency * 1000:.0f} ms; median of {args.rounds} round(s), worst RSS and tail"
+    )
+    print_table(table)
+    goals = targets(table, large)
+    print("\ntargets:")
+    for goal in goals:
+        verdict = {True: "met", False: "NOT MET", None: "-"}[goal["met"]]
+        print(f"  {verdict:>7}  {goal['target']}: {goal['figures']}")
+    print(
+        "\nserver CPU ms per image (small next to the clients'): "
+        + ", ".join(
+            f"{client} {row['server_cpu_ms_per_image']:.2f}" for client, row in table.items()
+        )
+    )
+    if busy := [run for run in runs if (run.others or 0) > BUSY]:
+        print(
+            f"\nWARNING: other processes used more than {BUSY} of a core during "
+            + ", ".join(f"{run.client} (round {run.round}: {run.others:.2f})" for run in busy)
+            + ": those figures are unreliable, run again on a quiet machine"
+        )
+    if problems := [run for run in runs if run.problems]:
+        print("\nproblems:")
+        for run in problems:
+            print(f"  {run.client} round {run.round}: " + "; ".join(run.problems[:5]))
+
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "versions": {package: version(package) for package in VERSIONS},
+        "source": source_state(),
+        "parameters": {
+            key: value
+            for key, value in vars(args).items()
+            if key not in ("work_dir", "keep", "results")
+        },
+        "corpus": {
+            "posts": len(data.posts),
+            "images": data.references,
+            "distinct_urls": data.distinct_urls,
+            "distinct_images": data.distinct_images,
+            "bytes": data.pool_bytes(),
+        },
+        "outputs": "ram" if work.parent == RAM else "disk",
+        "scrapy_defaults": defaults,
+        "clients": table,
+        "large": large,
+        "targets": goals,
+        "runs": [{**asdict(run), "problems": run.problems[:20]} for run in runs],
+    }
+    args.results.write_text(json.dumps(record, indent=2) + "\n")
+    shown = (
+        args.results.relative_to(PROJECT) if args.results.is_relative_to(PROJECT) else args.results
+    )
+    print(f"\nresults in {shown}; {time.perf_counter() - began:.0f} s in all")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
