@@ -49,7 +49,7 @@ from igimages.items import Post
 from igimages.keys import image_key, is_http_url, is_signed_cdn, link_expiry, safe_post_dir
 from igimages.middlewares import DownloadAborted
 from igimages.store import ImageStore, StoredImage, StoreError
-from igimages.validation import ImageRejected, inspect_image
+from igimages.validation import ImageInfo, ImageRejected, inspect_image
 
 logger = logging.getLogger(__name__)
 
@@ -216,17 +216,7 @@ class PostImagesPipeline(FilesPipeline):
             image = inspect_image(body)
         except ImageRejected:
             return None  # fetch it again; the new file replaces this one
-        stored = StoredImage(
-            post=target.post_dir,
-            position=target.position,
-            key=target.key,
-            path=path,
-            sha256=hashlib.sha256(body).hexdigest(),
-            bytes=len(body),
-            width=image.width,
-            height=image.height,
-            format=image.format,
-        )
+        stored = _describe(target, body, image, path)
         self.store.record(stored)
         return stored
 
@@ -253,17 +243,7 @@ class PostImagesPipeline(FilesPipeline):
             )
         except ImageRejected as exc:
             raise ImageFailed(exc.reason, exc.detail, attempts=target.attempts) from exc
-        stored = StoredImage(
-            post=target.post_dir,
-            position=target.position,
-            key=target.key,
-            path=f"{target.post_dir}/{target.position}_{target.key}.{image.extension}",
-            sha256=hashlib.sha256(body).hexdigest(),
-            bytes=len(body),
-            width=image.width,
-            height=image.height,
-            format=image.format,
-        )
+        stored = _describe(target, body, image)
         same = self.store.find_by_sha256(stored.sha256)
         if same is not None and same.path != stored.path:
             result = self._place(same, target, request.url)
@@ -366,6 +346,23 @@ class PostImagesPipeline(FilesPipeline):
                     image["reason"],
                     image["url"],
                 )
+
+
+def _describe(
+    target: ImageTarget, body: bytes, image: ImageInfo, path: str | None = None
+) -> StoredImage:
+    """What the index records of ``body``, stored for ``target``."""
+    return StoredImage(
+        post=target.post_dir,
+        position=target.position,
+        key=target.key,
+        path=path or f"{target.post_dir}/{target.position}_{target.key}.{image.extension}",
+        sha256=hashlib.sha256(body).hexdigest(),
+        bytes=len(body),
+        width=image.width,
+        height=image.height,
+        format=image.format,
+    )
 
 
 def _result(stored: StoredImage, status: str, url: str) -> dict[str, Any]:
