@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,26 @@ def crawl_command(posts: Path | str, store: Path, *settings: str) -> list[str]:
     for setting in settings:
         command += ["-s", setting]
     return command
+
+
+def start_crawl(posts: Path | str, store: Path, *settings: str) -> subprocess.Popen:
+    """A crawl in the background, for tests that stop or kill it midway."""
+    return subprocess.Popen(
+        crawl_command(posts, store, *settings),
+        cwd=PROJECT_ROOT,
+        env=crawl_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the crawl"
+        time.sleep(0.05)
 
 
 def crawl_env(**extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from igimages.keys import image_key
 from tests import images
-from tests.conftest import PROJECT_ROOT, crawl_command, crawl_env, sha256
+from tests.conftest import sha256, start_crawl, wait_until
 from tests.imageserver import ImageServer, Route
 
 POSTS, PER_POST = 50, 2
@@ -44,18 +43,6 @@ def stored_urls(store: Path, posts: dict[str, list[str]]) -> set[str]:
     return found
 
 
-def start(posts_file: Path, store: Path, jobdir: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        crawl_command(posts_file, store, f"JOBDIR={jobdir}", "CONCURRENT_REQUESTS=4"),
-        cwd=PROJECT_ROOT,
-        env=crawl_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def requested_urls(server: ImageServer, since: int) -> set[str]:
     return {server.url(r.path) for r in server.requests[since:]}
 
@@ -79,7 +66,7 @@ def test_killed_at_random_moments_then_resumed_stores_every_image_once(server, j
     for moment in moments:
         already = stored_urls(store, posts)
         seen = len(server.requests)
-        process = start(posts_file, store, jobdir)
+        process = start_crawl(posts_file, store, f"JOBDIR={jobdir}", "CONCURRENT_REQUESTS=4")
         time.sleep(moment)
         process.kill()
         process.communicate(timeout=10)
@@ -100,10 +87,8 @@ def test_stopped_job_resumes_without_going_through_finished_posts(
     server, job, store, crawl, stop_signal
 ):
     posts_file, posts, bodies, jobdir = job
-    process = start(posts_file, store, jobdir)
-    deadline = time.monotonic() + 30
-    while len(server.requests) < 30 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = start_crawl(posts_file, store, f"JOBDIR={jobdir}", "CONCURRENT_REQUESTS=4")
+    wait_until(lambda: len(server.requests) >= 30)
     process.send_signal(stop_signal)
     stopped_at = time.monotonic()
     _, stderr = process.communicate(timeout=20)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests import images
-from tests.conftest import PROJECT_ROOT, crawl_command, crawl_env, read_jsonl, sha256
+from tests.conftest import read_jsonl, sha256, start_crawl, wait_until
 from tests.imageserver import Route
 
 EXIT_STOPPED, EXIT_BAD_INPUT = 1, 2
@@ -21,18 +20,8 @@ def test_ctrl_c_mid_crawl_stops_within_seconds_with_valid_feeds(server, write_po
     bodies = {f"/{n}.jpg": images.jpeg(seed=n) for n in range(90)}
     urls = [server.add(path, Route(body, delay=0.4)) for path, body in bodies.items()]
     posts = write_posts({f"p{n}": urls[n : n + 3] for n in range(0, 90, 3)})
-    process = subprocess.Popen(
-        crawl_command(posts, store, "CONCURRENT_REQUESTS=6"),
-        cwd=PROJECT_ROOT,
-        env=crawl_env(),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while len(server.requests) < 12 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(server.requests) >= 12, "the crawl did not get going"
+    process = start_crawl(posts, store, "CONCURRENT_REQUESTS=6")
+    wait_until(lambda: len(server.requests) >= 12)
 
     process.send_signal(signal.SIGINT)
     stopped_at = time.monotonic()
@@ -157,19 +146,11 @@ def test_killed_rerun_leaves_the_previous_manifest_whole(server, write_posts, st
         server.add(f"/slow{n}.jpg", Route(images.jpeg(seed=100 + n), delay=0.5)) for n in range(40)
     ]
     posts = write_posts({"a": first_urls, **{f"s{n}": [url] for n, url in enumerate(slow)}})
-    process = subprocess.Popen(
-        crawl_command(posts, store, "CONCURRENT_REQUESTS=2"),
-        cwd=PROJECT_ROOT,
-        env=crawl_env(),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while server.hits("/slow3.jpg") == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = start_crawl(posts, store, "CONCURRENT_REQUESTS=2")
+    wait_until(lambda: server.hits("/slow3.jpg") > 0)
 
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
+    process.kill()
+    process.communicate(timeout=10)
 
     assert (store / "manifest.jsonl").read_bytes() == manifest_before
     stored = {
