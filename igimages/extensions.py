@@ -178,7 +178,8 @@ class PromptClose:
                 call_later(0.01, self.check, turns_left - 1)
             return
         if scraper_slot.closing is not None:
-            engine.scraper._check_if_closing()
+            if not scraper_slot.closing.called:
+                engine.scraper._check_if_closing()
         else:
             engine._slot.nextcall.schedule()
 
