@@ -134,3 +134,14 @@ def test_folder_without_json_and_broken_file_in_a_folder(tmp_path):
     (bad,) = (e for e in entries if isinstance(e, Skipped))
     assert str(bad).startswith(f"{folder}/b.jpg.json:1:")
     assert "invalid JSON" in str(bad)
+
+
+def test_seen_set_moves_past_its_memory_limit_to_disk(monkeypatch):
+    monkeypatch.setattr(SeenSet, "MAX_IN_MEMORY", 500)
+    seen = SeenSet(capacity=8)
+    ids = [f"post-{n}" for n in range(3000)]
+
+    assert all(seen.add(i) for i in ids)
+    assert not any(seen.add(i) for i in ids)  # repeats found in memory and on disk
+    assert len(seen) == 3000
+    assert len(seen._slots) <= 1024  # the table stopped growing at the limit
