@@ -7,6 +7,8 @@ import random
 import time
 from email.utils import formatdate
 
+import pytest
+
 from tests import images
 from tests.conftest import crawl_env
 from tests.imageserver import ImageServer, Route
@@ -147,11 +149,12 @@ def test_slow_and_oversized_answers_fail_with_their_reason(server, write_posts, 
     ]
 
 
-def test_rate_cap_spaces_requests_to_a_host(server, write_posts, crawl):
+@pytest.mark.parametrize("cap", ["IGIMAGES_MAX_RATE", "IGIMAGES_MAX_RATE_PER_HOST"])
+def test_rate_cap_spaces_requests(server, write_posts, crawl, cap):
     urls = [server.add(f"/{n}.png", images.png(seed=n)) for n in range(8)]
     posts = write_posts({"p": urls})
 
-    result = crawl(posts, "IGIMAGES_MAX_RATE_PER_HOST=5", "AUTOTHROTTLE_ENABLED=False")
+    result = crawl(posts, f"{cap}=5", "AUTOTHROTTLE_ENABLED=False")
 
     assert result.returncode == EXIT_OK, result.stderr
     starts = sorted(r.time for r in server.requests)
