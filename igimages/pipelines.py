@@ -307,6 +307,7 @@ class PostImagesPipeline(FilesPipeline):
         self, results: list[tuple[bool, Any]], item: Post, info: MediaPipeline.SpiderInfo
     ) -> Post:
         outcomes = iter(results)
+        post_dir = safe_post_dir(item.id)
         for index, image in enumerate(item.images):
             if image is not None:
                 continue
@@ -314,9 +315,9 @@ class PostImagesPipeline(FilesPipeline):
             ok, value = next(outcomes)
             if not ok:
                 image = _failed(url, position, self._image_failed(value.value))
-            elif not value["path"].startswith(f"{safe_post_dir(item.id)}/{position}_"):
+            elif not value["path"].startswith(f"{post_dir}/{position}_"):
                 # Shared with another post's request for the same URL in flight.
-                target = ImageTarget(safe_post_dir(item.id), position, value["key"])
+                target = ImageTarget(post_dir, position, value["key"])
                 image = self._place(StoredImage(post="", **_stored_fields(value)), target, url)
             else:
                 image = value
