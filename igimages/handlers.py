@@ -1,0 +1,19 @@
+"""The HTTP download handler: Scrapy's own aiohttp-based one.
+
+Against the Twisted HTTP/1.1 handler, on the benchmark's corpus, it takes
+about a third less CPU per image and starts faster, and aiohttp is already
+one of Scrapy's dependencies. Scrapy 2.19 marks it experimental and logs a
+warning on every run; igimages pins that Scrapy release and its tests run
+every fault they care about (drops, truncation, timeouts, 429, 5xx, proxies)
+through this handler, so the warning is left out.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from scrapy.core.downloader.handlers._aiohttp import AiohttpDownloadHandler
+
+
+class ImageDownloadHandler(AiohttpDownloadHandler):
+    experimental: ClassVar[bool] = False
