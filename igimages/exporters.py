@@ -8,6 +8,7 @@ appear whole, when the crawl ends, instead of growing under its final name.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +54,27 @@ class AtomicFileFeedStorage(FileFeedStorage):
         return target.with_name(f".{target.name}.part").open("wb")
 
     def store(self, file: IO[bytes]) -> None:
-        file.close()
-        if self.write_mode == "wb":
-            os.replace(file.name, self.path)
+        try:
+            file.close()
+            if self.write_mode == "wb":
+                os.replace(file.name, self.path)
+        except OSError as exc:  # a full disk: the previous feed, if any, stays whole
+            if self.write_mode == "wb":
+                Path(file.name).unlink(missing_ok=True)
+            raise FeedNotStored(exc.strerror or str(exc)) from None
+
+
+class FeedNotStored(OSError):
+    """A feed that could not be written; Scrapy logs it in one line, not a traceback."""
+
+
+class _OneLineFeedErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, FeedNotStored):
+            record.msg, record.args = f"{record.getMessage()}: {exc}", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("scrapy.extensions.feedexport").addFilter(_OneLineFeedErrors())

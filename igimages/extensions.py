@@ -15,6 +15,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import call_later, create_looping_call
 
+from igimages.inputs import Shard
+
 logger = logging.getLogger(__name__)
 
 STATUSES = ("downloaded", "cached", "duplicate", "failed")
@@ -32,7 +34,10 @@ class ImageProgress:
         self.crawler = crawler
         self.stats = crawler.stats
         self.interval = interval
-        self.live = sys.stderr.isatty()
+        shard = Shard.from_setting(crawler.settings.get("IGIMAGES_SHARD"))
+        # Processes sharing a terminal cannot share one redrawn line.
+        self.live = sys.stderr.isatty() and shard is None
+        self.prefix = f"share {shard.index} of {shard.count}: " if shard else ""
         self.started = time.monotonic()
         self.task: Any = None
 
@@ -67,7 +72,7 @@ class ImageProgress:
         else:
             head, tail = f"{done} images", ""
         line = (
-            f"{head}: {counts['downloaded']} downloaded, {counts['cached']} cached, "
+            f"{self.prefix}{head}: {counts['downloaded']} downloaded, {counts['cached']} cached, "
             f"{counts['duplicate']} duplicate, {counts['failed']} failed; "
             f"{rate:.1f} images/s{tail}"
         )
@@ -90,7 +95,7 @@ class ImageProgress:
         done = sum(counts.values())
         self.stats.set_value("igimages/elapsed_seconds", round(elapsed, 3))
         lines = [
-            f"igimages finished ({reason}) in {_duration(elapsed)}: {done} images "
+            f"{self.prefix}igimages finished ({reason}) in {_duration(elapsed)}: {done} images "
             f"of {self.stats.get_value('igimages/posts/done', 0)} posts, "
             f"{done / elapsed if elapsed else 0:.1f} images/s",
             f"  downloaded {counts['downloaded']} "
@@ -122,10 +127,11 @@ class ImageProgress:
             lines.append(f"  skipped {bad} bad posts (see the warnings above)")
         for uri in self.crawler.settings.getdict("FEEDS"):
             lines.append(f"  wrote {uri}")
-        lines.append(f"  summary in {self.write_summary(reason)}")
+        if summary := self.write_summary(reason):
+            lines.append(f"  summary in {summary}")
         logger.info("\n".join(lines))
 
-    def write_summary(self, reason: str) -> Path:
+    def write_summary(self, reason: str) -> Path | None:
         """Leave the run's counts as JSON for scripts (atomic write)."""
         path = Path(
             self.crawler.settings.get("IGIMAGES_SUMMARY_FILE")
@@ -137,10 +143,15 @@ class ImageProgress:
             if key.startswith("igimages/")
         }
         summary["finish_reason"] = reason
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.part")
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk: say so in one line, keep the old one
+            tmp.unlink(missing_ok=True)
+            logger.error("Cannot write the summary %s: %s", path, exc.strerror or exc)
+            return None
         return path
 
 

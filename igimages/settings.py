@@ -51,6 +51,10 @@ IGIMAGES_MAX_RATE = 0.0
 IGIMAGES_MAX_RATE_PER_HOST = 0.0
 # Posts handed to the pipeline at once (0: CONCURRENT_REQUESTS). Bounds memory.
 IGIMAGES_POSTS_IN_FLIGHT = 0
+# "K/N": this process takes the K-th of N shares of the input's posts, so N
+# processes on one IMAGES_STORE use N cores (see README); its feeds, summary
+# and JOBDIR records are then named with "-K-of-N".
+IGIMAGES_SHARD = ""
 # AutoThrottle spaces requests to each host by its observed latency, aiming at
 # TARGET_CONCURRENCY requests in flight per host, and backs off as it slows.
 AUTOTHROTTLE_ENABLED = True

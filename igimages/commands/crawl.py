@@ -10,31 +10,44 @@ nothing is downloaded or written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
-from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
+from igimages.inputs import InputSpec, PostsFileError, PostSource, Shard, survey
 from igimages.plan import make_plan
 
 EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
 
 
 class Command(ScrapyCrawlCommand):
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        try:
+            shard = Shard.from_setting(self.settings.get("IGIMAGES_SHARD"))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if shard is not None and (jobdir := self.settings.get("JOBDIR")):
+            # Processes splitting one input may be given one JOBDIR: each keeps
+            # its records in a folder of its own.
+            self.settings.set("JOBDIR", os.path.join(jobdir, f"shard-{shard}"), "cmdline")
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl post_images -a posts=PATH")
         max_images = self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
+        shard = Shard.from_setting(self.settings.get("IGIMAGES_SHARD"))
         try:
             spec = InputSpec.from_args(opts.spargs)
             if opts.spargs.get("plan", "0").lower() not in ("", "0", "no", "false"):
-                print(make_plan(PostSource(spec), self.settings).report())
+                print(make_plan(PostSource(spec, shard), self.settings).report())
                 return
             # The crawl's own reading is opened first: standard input can only
             # be read once, so it is not surveyed (progress then has no total).
-            source = PostSource(spec)
-            found = None if spec.reads_stdin else survey(spec, max_images)
+            source = PostSource(spec, shard)
+            found = None if spec.reads_stdin else survey(spec, max_images, shard)
         except PostsFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = EXIT_BAD_INPUT

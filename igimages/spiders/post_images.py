@@ -14,7 +14,7 @@ from scrapy.settings import BaseSettings
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
-from igimages.inputs import InputSpec, PostsFileError, PostSource, Skipped, Survey
+from igimages.inputs import InputSpec, PostsFileError, PostSource, Shard, Skipped, Survey
 from igimages.items import Post
 
 logger = logging.getLogger(__name__)
@@ -33,16 +33,9 @@ class PostImagesSpider(Spider):
 
     name = "post_images"
 
-    def __init__(
-        self,
-        posts: str | None = None,
-        survey: Survey | None = None,
-        source: PostSource | None = None,
-        **kwargs: Any,
-    ) -> None:
-        # ``scrapy crawl`` opens the input itself (standard input is read once).
-        self.source = source or PostSource(InputSpec.from_args({"posts": posts, **kwargs}))
+    def __init__(self, source: PostSource, survey: Survey | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.source = source
         self.survey = survey  # from ``scrapy crawl``, which reads the input first
         self._in_flight = 0
         self._slot_freed: Deferred[None] | None = None
@@ -50,12 +43,19 @@ class PostImagesSpider(Spider):
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
+        shard = Shard.from_setting(settings.get("IGIMAGES_SHARD"))
+        suffix = f"-{shard}" if shard else ""
+        store = Path(settings["IMAGES_STORE"])
         if not settings.getdict("FEEDS"):
-            store = Path(settings["IMAGES_STORE"])
-            settings.set("FEEDS", default_feeds(store), priority="spider")
+            settings.set("FEEDS", default_feeds(store, suffix), priority="spider")
+        if shard is not None and not settings.get("IGIMAGES_SUMMARY_FILE"):
+            settings.set("IGIMAGES_SUMMARY_FILE", str(store / f"summary{suffix}.json"), "spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        if kwargs.get("source") is None:  # ``scrapy crawl`` opens it first, to fail early
+            shard = Shard.from_setting(crawler.settings.get("IGIMAGES_SHARD"))
+            kwargs["source"] = PostSource(InputSpec.from_args(kwargs), shard)
         spider = super().from_crawler(crawler, *args, **kwargs)
         for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
             crawler.signals.connect(spider._post_done, signal=signal)
@@ -103,15 +103,15 @@ class PostImagesSpider(Spider):
             freed.callback(None)
 
 
-def default_feeds(store: Path) -> dict[str, dict[str, Any]]:
+def default_feeds(store: Path, suffix: str = "") -> dict[str, dict[str, Any]]:
     """The manifest and the failure feed, beside the images."""
     return {
-        str(store / "manifest.jsonl"): {
+        str(store / f"manifest{suffix}.jsonl"): {
             "format": "jsonlines",
             "overwrite": True,
             "fields": ["id", "url", "images"],
         },
-        str(store / "failures.jsonl"): {
+        str(store / f"failures{suffix}.jsonl"): {
             "format": "failures",
             "overwrite": True,
             "item_filter": "igimages.exporters.HasFailures",
