@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -193,12 +193,14 @@ class PostImagesPipeline(FilesPipeline):
         self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
     ) -> dict[str, Any] | None:
         target: ImageTarget = request.meta["igimages"]
-        stored = self.store.lookup(target.post_dir, target.position, target.key) or self._adopt(
-            target
-        )
-        if stored is not None:
+        stored = self.store.find_by_key(target.key, target.post_dir, target.position)
+        if stored is not None and (stored.post, stored.position) == (
+            target.post_dir,
+            target.position,
+        ):
             return _result(stored, "cached", request.url)
-        stored = self.store.find_by_key(target.key)
+        if (adopted := self._adopt(target)) is not None:
+            return _result(adopted, "cached", request.url)
         if stored is not None:
             return self._place(stored, target, request.url)
         if (expiry := link_expiry(request.url, self.path_key_hosts)) and expiry < time.time():
@@ -367,9 +369,18 @@ def _describe(
 
 
 def _result(stored: StoredImage, status: str, url: str) -> dict[str, Any]:
-    fields = asdict(stored)
-    del fields["post"]
-    return {"url": url, "position": fields.pop("position"), "status": status, **fields}
+    return {
+        "url": url,
+        "position": stored.position,
+        "status": status,
+        "key": stored.key,
+        "path": stored.path,
+        "sha256": stored.sha256,
+        "bytes": stored.bytes,
+        "width": stored.width,
+        "height": stored.height,
+        "format": stored.format,
+    }
 
 
 def _stored_fields(result: dict[str, Any]) -> dict[str, Any]:

@@ -118,16 +118,15 @@ EXTENSIONS = {
 # EXTENSIONS, and the unused ones (cookies, robots.txt, HTTP cache, telnet,
 # remote control...) cost about 0.4 s of start-up; so the base lists are
 # replaced here rather than trimmed. Retries are BackoffRetryMiddleware's,
-# page statistics ImageProgress's.
+# statistics ImageProgress's; the spider requests no pages (no offsite
+# filter, no downloader/* counts, which cost CPU on every image).
 DOWNLOADER_MIDDLEWARES_BASE = {
-    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": 50,
     "scrapy.downloadermiddlewares.downloadtimeout.DownloadTimeoutMiddleware": 350,
     "scrapy.downloadermiddlewares.defaultheaders.DefaultHeadersMiddleware": 400,
     "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": 500,
     "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": 590,
     "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": 600,
     "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": 750,
-    "scrapy.downloadermiddlewares.stats.DownloaderStats": 850,
 }
 EXTENSIONS_BASE = {
     "scrapy.extensions.corestats.CoreStats": 0,
@@ -137,3 +136,5 @@ EXTENSIONS_BASE = {
     "scrapy.extensions.feedexport.FeedExporter": 0,
     "scrapy.extensions.throttle.AutoThrottle": 0,
 }
+# Fingerprints from the URL alone, without Scrapy's costly canonicalisation.
+REQUEST_FINGERPRINTER_CLASS = "igimages.keys.UrlFingerprinter"

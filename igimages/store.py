@@ -12,7 +12,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -80,8 +80,18 @@ class ImageStore:
     def lookup(self, post: str, position: int, key: str) -> StoredImage | None:
         return self._first("post = ? AND position = ? AND key = ?", (post, position, key))
 
-    def find_by_key(self, key: str) -> StoredImage | None:
-        return self._first("key = ?", (key,))
+    def find_by_key(self, key: str, post: str, position: int) -> StoredImage | None:
+        """The image stored under ``key``, for this post and position if it is there."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM images WHERE key = ? "
+            "ORDER BY post = ? AND position = ? DESC LIMIT 4",
+            (key, post, position),
+        )
+        for row in rows:
+            image = StoredImage(*row)
+            if self._intact(image):
+                return image
+        return None
 
     def find_by_sha256(self, sha256: str) -> StoredImage | None:
         return self._first("sha256 = ?", (sha256,))
@@ -110,7 +120,7 @@ class ImageStore:
 
     def _intact(self, image: StoredImage) -> bool:
         try:
-            return (self.basedir / image.path).stat().st_size == image.bytes
+            return os.stat(f"{self.basedir}/{image.path}").st_size == image.bytes
         except OSError:
             return False
 
@@ -118,8 +128,8 @@ class ImageStore:
 
     def write(self, path: str, data: bytes) -> None:
         """Store ``data`` at ``path``: a temporary name first, then a rename."""
-        with self._replacing(path) as tmp:
-            tmp.write_bytes(data)
+        with self._replacing(path) as tmp, open(tmp, "wb") as file:
+            file.write(data)
 
     def link(self, source: str, path: str) -> None:
         """Make ``path`` the same file as ``source`` (a copy if linking fails)."""
@@ -133,22 +143,27 @@ class ImageStore:
                 shutil.copyfile(self.basedir / source, tmp)
 
     @contextmanager
-    def _replacing(self, path: str) -> Iterator[Path]:
+    def _replacing(self, path: str) -> Iterator[str]:
         """A temporary file that becomes ``path`` only if the block succeeds.
 
         Temporary files live in one folder, named by process, so those of a
         killed run are found and removed at the next start.
         """
-        target = self.basedir / path
-        tmp = self.tmpdir / f"{os.getpid()}-{next(self._tmp_names)}.part"
+        target = f"{self.basedir}/{path}"
+        tmp = f"{self.tmpdir}/{os.getpid()}-{next(self._tmp_names)}.part"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:  # the post's first file: make its folder
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(tmp, target)
+        except BaseException as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise
 
     def record(self, image: StoredImage) -> None:
         try:
