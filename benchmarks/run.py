@@ -192,12 +192,7 @@ def measure(
             )
             for args in commands(client, posts_file, out)
         ]
-        usages, statuses = [], []
-        for process in processes:
-            _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage
-            process.returncode = os.waitstatus_to_exitcode(status)
-            usages.append(usage)
-            statuses.append(process.returncode)
+        usages, statuses, peaks = wait_all(processes)
         wall, ended_at = time.perf_counter() - started, time.time()
         busy_after = busy_seconds()
     stats = server.stats()
@@ -216,7 +211,7 @@ def measure(
         wall=wall,
         cpu=cpu,
         cpu_sys=system,
-        rss_mib=sum(usage.ru_maxrss for usage in usages) / 1024,  # KiB on Linux
+        rss_mib=sum(peaks) / 1024,
         exit_status=max(statuses),
         server=stats,
         start=stats["first_request"] - started_at if stats["first_request"] else None,
@@ -240,6 +235,44 @@ def measure(
     if client == RERUN and stats["requests"]:
         run.problems.append(f"the re-run made {stats['requests']} requests")
     return run
+
+
+def wait_all(
+    processes: list[subprocess.Popen],
+) -> tuple[list[os.struct_rusage], list[int], list[int]]:
+    """Wait for the processes; their rusage, exit statuses and peak RSS in KiB.
+
+    The peak is the kernel's high-water mark of each process's own memory
+    (``VmHWM``), read until it exits. ``ru_maxrss`` would not do: a child
+    started with fork or vfork keeps the high-water mark of this process's
+    memory from before its ``exec``, and this process holds the corpus.
+    """
+    usages: dict[int, os.struct_rusage] = {}
+    statuses: dict[int, int] = {}
+    peaks = dict.fromkeys((process.pid for process in processes), 0)
+    while len(usages) < len(processes):
+        for process in processes:
+            if process.pid in usages:
+                continue
+            peaks[process.pid] = max(peaks[process.pid], _high_water_kib(process.pid))
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = statuses[pid] = os.waitstatus_to_exitcode(status)
+                usages[pid] = usage
+        time.sleep(0.01)
+    pids = [process.pid for process in processes]
+    return [usages[p] for p in pids], [statuses[p] for p in pids], [peaks[p] for p in pids]
+
+
+def _high_water_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def check(client: str, data: corpus.Corpus, out: Path) -> list[str]:
