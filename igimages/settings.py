@@ -94,8 +94,8 @@ ROBOTSTXT_OBEY = False
 
 # --- Safety -----------------------------------------------------------------------
 # Only http and https: a posts file must not be able to read local files.
-# HTTP goes through Scrapy's aiohttp handler: a third less CPU per image than
-# its Twisted one (see igimages/handlers.py).
+# HTTP goes through Scrapy's aiohttp handler: a quarter less CPU than its
+# Twisted one (see igimages/handlers.py).
 DOWNLOAD_HANDLERS = {
     "http": "igimages.handlers.ImageDownloadHandler",
     "https": "igimages.handlers.ImageDownloadHandler",
