@@ -13,7 +13,8 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from pathlib import Path
 
 INDEX_DIR = ".igimages"
@@ -49,6 +50,7 @@ CREATE INDEX IF NOT EXISTS images_sha256 ON images (sha256);
 CREATE INDEX IF NOT EXISTS images_key ON images (key);
 """
 _COLUMNS = "post, position, key, path, sha256, bytes, width, height, format"
+_row = attrgetter(*(field.name for field in fields(StoredImage)))  # astuple() deep-copies
 
 
 class ImageStore:
@@ -169,7 +171,7 @@ class ImageStore:
         try:
             self._db.execute(
                 f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                astuple(image),
+                _row(image),
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot update the index in {self.basedir}: {exc}") from exc
