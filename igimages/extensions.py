@@ -1,7 +1,8 @@
-"""Progress and summary for a crawl, and a prompt end to it."""
+"""Progress and summary for a crawl, a prompt end to it, and a cheaper runtime."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -212,3 +213,34 @@ def _size(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} TB"
+
+
+class RuntimeTuning:
+    """Two interpreter defaults that cost a crawl about a tenth of its CPU.
+
+    * Scrapy drops log records below ``LOG_LEVEL`` at its handler, after they
+      are built: one or two per image at DEBUG (the engine's "Crawled",
+      Pillow's PNG chunks). The loggers' own levels are set to ``LOG_LEVEL``
+      too, so they are not built at all.
+    * Each image allocates thousands of short-lived objects; at the default
+      thresholds Python's cycle collector ran every 700 of them and walked the
+      modules and components built at start-up each time. Those are frozen
+      out of its reach, and it runs 30 times less often.
+    """
+
+    def __init__(self, log_level: str) -> None:
+        self.log_level = log_level
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        extension = cls(crawler.settings.get("LOG_LEVEL"))
+        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
+        return extension
+
+    def engine_started(self) -> None:
+        # Scrapy sets both to let everything through as the crawl starts.
+        for name in ("", "scrapy"):
+            logging.getLogger(name).setLevel(self.log_level)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 100)

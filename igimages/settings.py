@@ -110,6 +110,7 @@ IGIMAGES_PROGRESS_INTERVAL = 2.0  # seconds between progress reports; 0: none
 EXTENSIONS = {
     "igimages.extensions.ImageProgress": 500,
     "igimages.extensions.PromptClose": 500,
+    "igimages.extensions.RuntimeTuning": 500,
 }
 
 # --- Scrapy's own components -------------------------------------------------------

@@ -10,7 +10,6 @@ nothing is downloaded or written.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 
@@ -56,7 +55,6 @@ class Command(ScrapyCrawlCommand):
         assert self.crawler_process is not None
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs, survey=found, source=source)
-        collect_garbage_rarely()
         self.crawler_process.start()
         stats = crawler.stats.get_stats() if crawler.stats else {}
         if self.crawler_process.bootstrap_failed:
@@ -67,16 +65,3 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STOPPED
         elif stats.get("igimages/images/failed"):
             self.exitcode = EXIT_SOME_FAILED
-
-
-def collect_garbage_rarely() -> None:
-    """Keep Python's cycle collector from taking a tenth of the crawl's CPU.
-
-    Each image allocates thousands of short-lived objects (request, response,
-    Deferreds, coroutines); at the default thresholds the collector ran every
-    700 of them and kept walking the modules and objects start-up built.
-    Those are frozen out of its reach, and it runs 30 times less often.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 100)
