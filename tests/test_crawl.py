@@ -341,6 +341,22 @@ def test_progress_reports_done_total_rate_and_eta(server, write_posts, crawl):
     assert f"wrote {result.store / 'manifest.jsonl'}" in result.stderr
 
 
+def test_log_level_still_decides_what_is_logged(server, write_posts, crawl, tmp_path):
+    # RuntimeTuning raises the loggers' own levels to LOG_LEVEL: DEBUG must
+    # still show Scrapy's per-image lines, and INFO must not.
+    posts = write_posts({"p": [server.add("/a.jpg", images.jpeg(seed=1))]})
+
+    debug = crawl(posts, "LOG_LEVEL=DEBUG", target=tmp_path / "debug")
+    info = crawl(posts, "LOG_LEVEL=INFO", target=tmp_path / "info")
+
+    assert debug.returncode == info.returncode == EXIT_OK, debug.stderr + info.stderr
+    crawled = f"Crawled (200) <GET {server.url('/a.jpg')}>"
+    assert crawled in debug.stderr
+    assert "] DEBUG: " in debug.stderr
+    assert "] DEBUG: " not in info.stderr
+    assert "igimages finished (finished)" in info.stderr
+
+
 def test_shards_split_one_input_between_processes_sharing_one_store(
     server, write_posts, store, tmp_path
 ):
