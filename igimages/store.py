@@ -67,7 +67,7 @@ class ImageStore:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         _remove_orphans(self.tmpdir)
         self._tmp_names = itertools.count()
-        # Each record is its own transaction (no fsync in WAL mode: ~25 us), so
+        # Each record is its own transaction (no fsync in WAL mode: ~50 us), so
         # several crawl processes can share the index without waiting long.
         self._db = sqlite3.connect(
             self.basedir / INDEX_DIR / "index.sqlite3", timeout=60, isolation_level=None

@@ -8,14 +8,23 @@ The server also accepts proxy-style absolute URIs, so pointing
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
+
+from cryptography import x509  # installed with Scrapy
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass
@@ -142,15 +151,25 @@ class _Server(ThreadingHTTPServer):
 class ImageServer:
     """Start/stop a loopback server; pass ``shared`` to pool state with another."""
 
-    def __init__(self, host: str = "127.0.0.1", shared: ImageServer | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        shared: ImageServer | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = 0
+        self.tls = tls  # a server context: HTTPS instead of HTTP
         self._state = shared._state if shared is not None else _State()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> Self:
         self._httpd = _Server((self.host, 0), self._state)
+        if self.tls is not None:  # the handshake happens in the handler's thread
+            self._httpd.socket = self.tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -176,7 +195,8 @@ class ImageServer:
         self.stop()
 
     def url(self, path: str, host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host or self.host}:{self.port}{path}"
 
     def add(self, path: str, route: Route | bytes) -> str:
         """Register ``route`` for ``path`` (any query string matches it)."""
@@ -213,3 +233,36 @@ class ImageServer:
             self._state.max_in_flight_per_host = {
                 h: n for h, n in self._state.in_flight_per_host.items() if n
             }
+
+
+def self_signed_tls(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context

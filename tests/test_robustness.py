@@ -11,7 +11,7 @@ import pytest
 
 from tests import images
 from tests.conftest import crawl_env
-from tests.imageserver import ImageServer, Route
+from tests.imageserver import ImageServer, Route, self_signed_tls
 
 EXIT_OK, EXIT_SOME_FAILED = 0, 3
 
@@ -228,3 +228,22 @@ def test_an_image_stored_before_its_link_expired_stays_cached(server, write_post
     assert later.returncode == EXIT_OK, later.stderr
     assert later.image("p", 1)["status"] == "cached"
     assert server.requests == []
+
+
+def test_https_images_are_stored_and_certificates_checked_when_asked(write_posts, crawl, tmp_path):
+    # Real CDNs answer over HTTPS; this one has a self-signed certificate.
+    with ImageServer(tls=self_signed_tls(tmp_path)) as tls_server:
+        urls = [tls_server.add(f"/{n}.jpg", images.jpeg(seed=60 + n)) for n in range(3)]
+        posts = write_posts({"p": urls})
+
+        result = crawl(posts, target=tmp_path / "unverified")
+        verified = crawl(posts, "DOWNLOAD_VERIFY_CERTIFICATES=True", target=tmp_path / "verified")
+
+    assert urls[0].startswith("https://127.0.0.1:")
+    assert result.returncode == EXIT_OK, result.stderr
+    for position in (1, 2, 3):
+        assert result.stored_bytes("p", position) == images.jpeg(seed=59 + position)
+    # Scrapy's default does not check certificates; DOWNLOAD_VERIFY_CERTIFICATES does.
+    assert verified.returncode == EXIT_SOME_FAILED, verified.stderr
+    assert {f["reason"] for f in verified.failures} == {"connection"}
+    assert "certificate verify failed" in verified.failures[0]["detail"]
