@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,7 +61,8 @@ class AtomicFileFeedStorage(FileFeedStorage):
                 os.replace(file.name, self.path)
         except OSError as exc:  # a full disk: the previous feed, if any, stays whole
             if self.write_mode == "wb":
-                Path(file.name).unlink(missing_ok=True)
+                with suppress(OSError):
+                    os.unlink(file.name)
             raise FeedNotStored(exc.strerror or str(exc)) from None
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Self
 
@@ -150,7 +151,8 @@ class ImageProgress:
             tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
             os.replace(tmp, path)
         except OSError as exc:  # a full disk: say so in one line, keep the old one
-            tmp.unlink(missing_ok=True)
+            with suppress(OSError):
+                tmp.unlink()
             logger.error("Cannot write the summary %s: %s", path, exc.strerror or exc)
             return None
         return path

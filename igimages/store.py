@@ -84,22 +84,15 @@ class ImageStore:
 
     def find_by_key(self, key: str, post: str, position: int) -> StoredImage | None:
         """The image stored under ``key``, for this post and position if it is there."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM images WHERE key = ? "
-            "ORDER BY post = ? AND position = ? DESC LIMIT 4",
-            (key, post, position),
-        )
-        for row in rows:
-            image = StoredImage(*row)
-            if self._intact(image):
-                return image
-        return None
+        first_this = "ORDER BY post = ? AND position = ? DESC"
+        return self._first(f"key = ? {first_this}", (key, post, position))
 
     def find_by_sha256(self, sha256: str) -> StoredImage | None:
         return self._first("sha256 = ?", (sha256,))
 
-    def _first(self, where: str, args: tuple) -> StoredImage | None:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE {where} LIMIT 4", args)
+    def _first(self, condition: str, args: tuple) -> StoredImage | None:
+        """The first intact image of those matching ``condition`` (WHERE and ORDER BY)."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE {condition} LIMIT 4", args)
         for row in rows:
             image = StoredImage(*row)
             if self._intact(image):

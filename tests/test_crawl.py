@@ -341,6 +341,20 @@ def test_progress_reports_done_total_rate_and_eta(server, write_posts, crawl):
     assert f"wrote {result.store / 'manifest.jsonl'}" in result.stderr
 
 
+def test_a_summary_that_cannot_be_written_is_one_error_line(server, write_posts, crawl, tmp_path):
+    posts = write_posts({"p": [server.add("/a.jpg", images.jpeg(seed=2))]})
+    (tmp_path / "a-file").write_text("not a folder")
+
+    result = crawl(posts, f"IGIMAGES_SUMMARY_FILE={tmp_path / 'a-file' / 'summary.json'}")
+
+    assert result.returncode == EXIT_OK, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "] ERROR: " in line]
+    assert len(errors) == 1
+    assert "Cannot write the summary" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert result.stored_bytes("p", 1) == images.jpeg(seed=2)  # the crawl itself is whole
+
+
 def test_log_level_still_decides_what_is_logged(server, write_posts, crawl, tmp_path):
     # RuntimeTuning raises the loggers' own levels to LOG_LEVEL: DEBUG must
     # still show Scrapy's per-image lines, and INFO must not.
@@ -367,9 +381,10 @@ def test_shards_split_one_input_between_processes_sharing_one_store(
 
     job = f"JOBDIR={tmp_path / 'job'}"
     shards = [start_crawl(posts, store, f"IGIMAGES_SHARD={k}/2", job) for k in (1, 2)]
-    for process in shards:
+    for k, process in enumerate(shards, start=1):
         _, stderr = process.communicate(timeout=90)
         assert process.returncode == EXIT_OK, stderr
+        assert f"share {k} of 2: igimages finished (finished)" in stderr
     for k in (1, 2):  # one job record each
         assert (tmp_path / "job" / f"shard-{k}-of-2" / "igimages-posts.sqlite3").is_file()
 
