@@ -42,9 +42,13 @@ CLIENTS: dict[str, list[str]] = {  # name -> scrapy settings it overrides
     "scrapy-100": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
     # Two processes splitting the posts (IGIMAGES_SHARD), 50 in flight each.
     "scrapy-100x2": ["CONCURRENT_REQUESTS=50", "CONCURRENT_REQUESTS_PER_DOMAIN=50"],
+    # Scrapy alone: the same route and components, nothing done to the images.
+    "floor-12": ["CONCURRENT_REQUESTS=12", "CONCURRENT_REQUESTS_PER_DOMAIN=12"],
+    "floor-100": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
 }
 PROCESSES = {"scrapy-100x2": 2}  # crawls run as several processes; others: 1
 CRAWLS = ("scrapy-default", "scrapy-12", "scrapy-100", "scrapy-100x2")
+FLOORS = ("floor-12", "floor-100")  # floor.py: what Scrapy costs before igimages does anything
 PYCACHE = HERE / ".cache" / "pycache"
 RAM = Path("/dev/shm")
 RERUN = "scrapy-cached"  # scrapy-default again, over the folder it has just finished
@@ -160,7 +164,11 @@ def commands(client: str, posts_file: Path, out: Path) -> list[list[str]]:
     if client in REFERENCES:
         script = str(HERE / "refclients.py")
         return [[sys.executable, script, client, "--posts", str(posts_file), "--out", str(out)]]
-    args = [sys.executable, "-m", "scrapy", "crawl", "post_images"]
+    args = [sys.executable, "-m", "scrapy"]
+    if client in FLOORS:
+        args += ["runspider", str(HERE / "floor.py")]
+    else:
+        args += ["crawl", "post_images"]
     args += ["-a", f"posts={posts_file}", "-s", f"IMAGES_STORE={out}"]
     settings = CLIENTS["scrapy-default" if client == RERUN else client]
     if settings:
@@ -221,7 +229,7 @@ def measure(
     if run.exit_status:
         run.problems.append(f"exit status {run.exit_status}, see {log.name}")
     run.problems += check(client, data, out)
-    if client in REFERENCES:
+    if client in (*REFERENCES, *FLOORS):
         return run
     for path in out.glob("summary*.json"):  # one per process
         for key, value in (_read_json(path) or {}).items():
@@ -290,6 +298,14 @@ def check(client: str, data: corpus.Corpus, out: Path) -> list[str]:
             return f"unreadable ({exc.strerror})"
 
     problems: list[str] = []
+    if client in FLOORS:  # bodies dropped: every distinct URL answered, with its size
+        refs = (ref for post in data.posts for ref in post.refs)
+        sizes = {ref.target: data.images[ref.image].size for ref in refs}
+        want = {"ok": len(sizes), "bytes": sum(sizes.values())}
+        counts = _read_json(out / "floor.json") or {}
+        if {key: counts.get(key) for key in want} != want:
+            problems.append(f"floor.json says {counts}, not {want}")
+        return problems
     if client in REFERENCES:
         for post in data.posts:
             for number, ref in enumerate(post.refs, start=1):
@@ -376,7 +392,7 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
         ("start s", 7, lambda c, r: num(r["start_s"], ".2f")),
         ("tail s", 6, lambda c, r: num(r["tail_s"], ".2f")),
         ("in flight", 9, lambda c, r: str(r["server_in_flight"])),
-        ("bytes", 5, lambda c, r: "OK" if r["bytes_ok"] else "FAIL"),
+        ("bytes", 5, lambda c, r: "OK" if r["bytes_ok"] else "FAIL"),  # floors: sizes only
     )
     print("  ".join(f"{name:<{width}}" for name, width, _ in columns).rstrip())
     for client, row in table.items():
@@ -401,7 +417,10 @@ def targets(table: dict[str, dict[str, Any]], large: dict[str, Any] | None) -> l
         figures = ", ".join(
             f"{client} {rate:.1f} ({rate / rate_aio:.2f}x)" for client, rate in rates.items()
         )
-        goal(name, max(rates.values()) >= rate_aio, f"{figures} vs aiohttp {rate_aio:.1f}")
+        figures += f" vs aiohttp {rate_aio:.1f}"
+        if floor := get("floor-100", "images_per_s"):
+            figures += f"; Scrapy's floor: floor-100 {floor:.1f} ({floor / rate_aio:.2f}x)"
+        goal(name, max(rates.values()) >= rate_aio, figures)
     else:
         goal(name, None, "not run")
 
@@ -414,6 +433,8 @@ def targets(table: dict[str, dict[str, Any]], large: dict[str, Any] | None) -> l
             f"{rate12:.1f} vs {rate_seed:.1f} images/s ({speed:.2f}x), "
             f"{cpu12:.2f} vs {cpu_seed:.2f} CPU ms/image ({cpu:.2f}x)"
         )
+        if floor := get("floor-12", "cpu_ms_per_image"):
+            figures += f"; Scrapy's floor: floor-12 {floor:.2f} ({floor / cpu_seed:.2f}x)"
         goal(name, speed >= 1 and cpu < 0.5, figures)
     else:
         goal(name, None, "not run")
@@ -426,10 +447,13 @@ def targets(table: dict[str, dict[str, Any]], large: dict[str, Any] | None) -> l
 
     crawls = [client for client in CRAWLS if client in table]
     cpus = {client: table[client]["cpu_ms_per_image"] for client in crawls}
+    figures = ", ".join(f"{client} {value:.2f}" for client, value in cpus.items())
+    if floors := {c: table[c]["cpu_ms_per_image"] for c in FLOORS if c in table}:
+        figures += "; Scrapy's floor: " + ", ".join(f"{c} {v:.2f}" for c, v in floors.items())
     goal(
         "at most 1.5 CPU ms per image",
         all(value <= 1.5 for value in cpus.values()) if cpus else None,
-        ", ".join(f"{client} {value:.2f}" for client, value in cpus.items()),
+        figures,
     )
     # Per process: a split crawl's processes (their sum is in the table) each
     # hold the same bounded state.
@@ -565,7 +589,9 @@ def main() -> None:
         f"({', '.join(f'{k}={v}' for k, v in defaults.items())}; one host, so the "
         "per-domain limit applies);\n"
         "  scrapy-12, scrapy-100 = that many in flight, overall and per domain, AutoThrottle off;\n"
-        f"  {RERUN} = scrapy-default again over the folder it has just finished"
+        f"  {RERUN} = scrapy-default again over the folder it has just finished;\n"
+        "  floor-12, floor-100 = Scrapy alone (floor.py): each distinct URL fetched on the "
+        "pipeline's route, bodies dropped"
     )
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="igimages-bench-", dir=ram_folder()))

@@ -243,6 +243,5 @@ class RuntimeTuning:
         # Scrapy sets both to let everything through as the crawl starts.
         for name in ("", "scrapy"):
             logging.getLogger(name).setLevel(self.log_level)
-        gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 100)

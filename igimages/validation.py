@@ -13,7 +13,17 @@ import warnings
 from dataclasses import dataclass
 from io import BytesIO
 
-from PIL import Image
+# Each kept format's plugin, imported here: asked for a format whose plugin is
+# not loaded yet, Image.open imports all of Pillow's forty-odd plugins.
+from PIL import (  # noqa: F401
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
 
 #: Pillow format name -> file extension used in the store.
 EXTENSIONS = {
@@ -25,6 +35,8 @@ EXTENSIONS = {
     "TIFF": "tif",
     "MPO": "jpg",
 }
+#: The formats to try, most common first; MPO files open through JPEG's.
+_OPENERS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class ImageRejected(Exception):
@@ -53,7 +65,7 @@ def inspect_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(BytesIO(data), formats=list(EXTENSIONS))
+            image = Image.open(BytesIO(data), formats=_OPENERS)
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", str(exc)) from exc
     except Exception as exc:  # Pillow raises several types for "not an image"
