@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
@@ -67,14 +68,7 @@ class ImageStore:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         _remove_orphans(self.tmpdir)
         self._tmp_names = itertools.count()
-        # Each record is its own transaction (no fsync in WAL mode: ~50 us), so
-        # several crawl processes can share the index without waiting long.
-        self._db = sqlite3.connect(
-            self.basedir / INDEX_DIR / "index.sqlite3", timeout=60, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = _open_index(self.basedir / INDEX_DIR / "index.sqlite3")
 
     # Look-ups: each checks the file is still there with the recorded size, so
     # a file deleted or damaged by hand is fetched again.
@@ -171,6 +165,30 @@ class ImageStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _open_index(path: Path, timeout: float = 60) -> sqlite3.Connection:
+    """The index, in WAL mode, with its tables.
+
+    Each record is its own transaction (no fsync in WAL mode: ~50 us), so
+    several crawl processes can share the index without waiting long. When
+    they start together on a new folder, switching it to WAL needs the file
+    to itself, and SQLite then fails at once instead of waiting: so this waits.
+    """
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            break
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.05)
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
 
 def _remove_orphans(tmpdir: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from igimages.inputs.seed import Seed
 from igimages.keys import image_key, safe_post_dir
 from igimages.middlewares import DownloadAborted
 from igimages.pipelines import failure_reason
+from igimages.store import INDEX_DIR, ImageStore, StoredImage
 from igimages.validation import ImageRejected, inspect_image
 from tests import images
 
@@ -138,6 +141,27 @@ def test_inspecting_images_imports_only_the_kept_formats_plugins(tmp_path):
     assert results == ["gif GIF", "html not_image", "jpg JPEG", "png PNG", "webp WEBP"]
     kept = {"Bmp", "Gif", "Jpeg", "Mpo", "Png", "Tiff", "WebP", "Ppm"}  # Ppm: Pillow's own pick
     assert set(plugins.split()) <= {f"PIL.{name}ImagePlugin" for name in kept}
+
+
+def test_a_new_store_opens_while_another_process_holds_its_index(tmp_path):
+    # Processes splitting one input start together on one new folder. The
+    # first to switch the index to WAL needs the file alone, and SQLite makes
+    # the others fail at once rather than wait: one two-process benchmark run
+    # in three lost a process that way.
+    index = tmp_path / INDEX_DIR / "index.sqlite3"
+    index.parent.mkdir()
+    other = sqlite3.connect(index, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE other (x)")
+    threading.Timer(0.3, other.execute, ["COMMIT"]).start()
+
+    store = ImageStore(str(tmp_path))
+    image = StoredImage("p", 0, "k", "p/0_k.jpg", "0" * 64, 3, 1, 1, "JPEG")
+    store.write(image.path, b"abc")
+    store.record(image)
+    assert store.lookup("p", 0, "k") == image
+    store.close()
+    other.close()
 
 
 def test_signed_cdn_urls_share_a_key_whatever_their_query_or_cdn_host():
