@@ -66,6 +66,9 @@ class ImageStore:
         self.basedir = Path(basedir.removeprefix("file://")).resolve()
         self.tmpdir = self.basedir / INDEX_DIR / "tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
+        # Whether earlier runs left post folders, where unindexed files may be.
+        with os.scandir(self.basedir) as entries:
+            self._had_posts = any(e.name != INDEX_DIR and e.is_dir() for e in entries)
         _remove_orphans(self.tmpdir)
         self._tmp_names = itertools.count()
         self._db = _open_index(self.basedir / INDEX_DIR / "index.sqlite3")
@@ -98,10 +101,12 @@ class ImageStore:
 
         A run killed between renaming a file into place and committing the
         index leaves such a file; the caller adopts it rather than fetch the
-        image again.
+        image again. A folder that had no posts when this run began has none.
         """
+        if not self._had_posts:
+            return None
         try:
-            with os.scandir(self.basedir / post) as entries:
+            with os.scandir(f"{self.basedir}/{post}") as entries:
                 names = [entry.name for entry in entries if entry.name.startswith(prefix)]
         except OSError:
             return None

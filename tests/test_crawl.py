@@ -172,6 +172,37 @@ def test_second_run_over_finished_folder_makes_no_image_request(server, write_po
     assert set(second.manifest) == {"x", "y"}
 
 
+def test_files_the_index_lacks_are_adopted_and_damaged_ones_fetched_again(
+    server, write_posts, crawl
+):
+    # As a run killed between a rename and its index record leaves them.
+    bodies = [images.jpeg(seed=n) for n in range(3)]
+    urls = [server.add(f"/{n}.jpg", body) for n, body in enumerate(bodies)]
+    posts = write_posts({"x": urls})
+    first = crawl(posts)
+    assert first.returncode == EXIT_OK, first.stderr
+    for index in (first.store / ".igimages").glob("index.sqlite3*"):
+        index.unlink()
+    damaged = first.store / first.image("x", 3)["path"]
+    damaged.write_bytes(bodies[2][:-200])
+    server.reset_counters()
+
+    second = crawl(posts)
+
+    assert second.returncode == EXIT_OK, second.stderr
+    assert [r.path for r in server.requests] == ["/2.jpg"]
+    assert [i["status"] for i in second.manifest["x"]["images"]] == [
+        "cached",
+        "cached",
+        "downloaded",
+    ]
+    stored = [(second.store / i["path"]).read_bytes() for i in second.manifest["x"]["images"]]
+    assert stored == bodies
+    third = crawl(posts)  # the adopted files are in the index now
+    assert third.returncode == EXIT_OK, third.stderr
+    assert len(server.requests) == 1
+
+
 def test_rescrape_with_rotated_signatures_on_cdn_host_makes_no_request(
     server, write_posts, crawl, tmp_path
 ):
