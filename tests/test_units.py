@@ -110,7 +110,7 @@ def test_other_formats_cut_short_are_truncated(make):
 
 def test_inspecting_images_imports_only_the_kept_formats_plugins(tmp_path):
     # Asked for a format whose plugin is not loaded, Image.open imports all of
-    # Pillow's plugins: 40 ms and a few MiB in every crawl.
+    # Pillow's plugins: about 35 ms and 4 MiB in every crawl.
     for name, body in [
         ("jpg", images.jpeg()),
         ("png", images.png()),
