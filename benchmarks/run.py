@@ -129,6 +129,14 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def warm_up() -> None:
+    """Compile and load every client's modules once, so the first client is not penalised."""
+    imports = "import scrapy, twisted, PIL, aiohttp, requests"
+    subprocess.run([sys.executable, "-c", imports], check=True, env=child_env())
+    compile_all = [sys.executable, "-m", "compileall", "-q", str(PROJECT / "igimages")]
+    subprocess.run(compile_all, check=True, env=child_env(), stdout=subprocess.DEVNULL)
+
+
 def ram_folder() -> Path | None:
     """A RAM-backed folder for the outputs, if the machine has one with room.
 
@@ -605,11 +613,7 @@ def main() -> None:
         for item in corpora:
             posts_files.append(work / f"posts-{len(item.posts)}.json")
             item.write_posts(posts_files[-1], server.base_url)
-        # Compile and load every client's modules once, so the first is not penalised.
-        imports = "import scrapy, twisted, PIL, aiohttp, requests"
-        subprocess.run([sys.executable, "-c", imports], check=True, env=child_env())
-        compile_all = [sys.executable, "-m", "compileall", "-q", str(PROJECT / "igimages")]
-        subprocess.run(compile_all, check=True, env=child_env(), stdout=subprocess.DEVNULL)
+        warm_up()
         for round_ in range(1, args.rounds + 1):
             for item, posts_file in zip(corpora, posts_files, strict=True):
                 for client in args.clients:

@@ -1,0 +1,225 @@
+"""Where a client's CPU goes: py-spy's samples of one run, sorted into named parts.
+
+    .venv/bin/pip install -r benchmarks/requirements.txt
+    .venv/bin/python benchmarks/cpu_profile.py [--clients aiohttp,floor-100,scrapy-100]
+
+On the benchmark's corpus and server (see run.py), each client runs ``--runs``
+times measured as the benchmark measures it (CPU per image, bytes checked),
+and as many times under ``py-spy record``, which samples its stacks from
+outside. Each sample is given to one component (the first rule of
+``component`` that matches), and a component's share of all the samples
+times the median measured CPU gives its milliseconds per image. The raw samples are kept in
+``benchmarks/results/profile-<client>.txt``, one stack per line, for a flame
+graph or a closer look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import corpus
+import run
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+RESULTS = run.HERE / "results"
+
+#: Frames that build the crawl rather than run it, although the event loop runs them.
+_STARTUP_FUNCTIONS = frozenset(
+    {
+        "Crawler.__init__",
+        "Crawler._apply_settings",
+        "Crawler._create_engine",
+        "ExecutionEngine.open_spider_async",
+    }
+)
+_STORE_FILE_FUNCTIONS = ("write", "link", "_replacing", "_intact", "find_unindexed")
+_FEEDS = ("scrapy/extensions/feedexport.py", "scrapy/exporters.py", "igimages/exporters.py")
+_OWN = tuple(
+    f"igimages/{part}"
+    for part in (
+        "inputs/",
+        "spiders/",
+        "extensions",
+        "exporters",
+        "items",
+        "keys",
+        "middlewares",
+        "pipelines",
+        "store",
+        "validation",
+    )
+)
+#: Where the rest goes, by the innermost frame of these (file prefixes, component).
+_LIBRARIES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("aiohttp/", "yarl/", "multidict/", "propcache/", "aiohappyeyeballs/"), "aiohttp"),
+    (
+        (
+            "scrapy/core/downloader/",
+            "scrapy/downloadermiddlewares/",
+            "scrapy/http/",
+            "scrapy/responsetypes.py",
+            "scrapy/utils/_download_handlers.py",
+            "scrapy/utils/httpobj.py",
+            "w3lib/",
+            "mimetypes.py",
+        ),
+        "Scrapy: downloader, requests, responses",
+    ),
+    (("twisted/",), "Twisted: Deferreds"),
+    (("scrapy/", "pydispatch/"), "Scrapy: engine, signals, other"),
+    (("requests/", "urllib3/", "http/", "concurrent/", "threading.py"), "requests, thread pool"),
+    (("refclients.py", "floor.py"), "the client script"),
+    (("asyncio/", "selectors.py", "socket.py", "ssl.py"), "event loop, sockets"),
+)
+
+
+def parse_stack(line: str) -> tuple[list[tuple[str, str]], int]:
+    """One line of py-spy's raw output: frames as (function, file), outermost first."""
+    stack, _, count = line.rstrip("\n").rpartition(" ")
+    frames = []
+    for frame in stack.split(";"):
+        function, _, where = frame.rpartition(" (")
+        frames.append((function, where.rstrip(")").rpartition(":")[0] or where.rstrip(")")))
+    return frames, int(count)
+
+
+def component(frames: list[tuple[str, str]]) -> str:
+    """The part of the client that one sample's stack belongs to."""
+    functions = {function for function, _ in frames}
+    if "_find_and_load" in functions:
+        return "start-up: imports"
+    running = "BaseEventLoop.run_forever" in functions or "_worker" in functions
+    if not running or functions & _STARTUP_FUNCTIONS:
+        return "start-up: settings, components, posts survey"
+    files = [file for _, file in frames]
+    leaf = files[-1]
+    if any(file in _FEEDS for file in files):
+        return "feeds (manifest, failures)"
+    own = [(f, file) for f, file in frames if file.startswith(_OWN)]
+    if own:
+        function, file = own[-1]
+        if file == "igimages/validation.py" or leaf.startswith("PIL/"):
+            return "igimages: Pillow check"
+        if function == "_describe":
+            return "igimages: sha256"
+        if file == "igimages/store.py":
+            if function.rpartition(".")[2] in _STORE_FILE_FUNCTIONS:
+                return "igimages: store, files"
+            return "igimages: store, index (SQLite)"
+        if file == "igimages/middlewares.py":
+            return "igimages: downloader middlewares"
+        if file.startswith(("igimages/inputs/", "igimages/spiders/")):
+            return "igimages: reading posts"
+        return "igimages: pipeline, items, stats"
+    if any(file.startswith("scrapy/pipelines/") for file in files):
+        return "Scrapy: media pipeline"
+    for file in reversed(files):  # the innermost frame of a known library
+        for prefixes, name in _LIBRARIES:
+            if file.startswith(prefixes):
+                return name
+    return "other"
+
+
+def profile(client: str, args: argparse.Namespace, work: Path, server: run.Server) -> dict:
+    """Measure and sample ``client`` ``args.runs`` times; its components in ms per image."""
+    cpu_ms: list[float] = []
+    shares: Counter[str] = Counter()
+    raw = RESULTS / f"profile-{client}.txt"
+    raw.unlink(missing_ok=True)
+    for number in range(1, args.runs + 1):
+        out = work / f"{client}-{number}"
+        measured = run.measure(client, number, args.data, args.posts_file, out, server)
+        shutil.rmtree(out, ignore_errors=True)
+        if measured.problems:
+            raise SystemExit(f"{client}: {'; '.join(measured.problems[:3])}")
+        cpu_ms.append(measured.cpu * 1000 / measured.images)
+        shares += sample(client, args, out, raw)
+        shutil.rmtree(out, ignore_errors=True)
+    samples = sum(shares.values())
+    median = statistics.median(cpu_ms)
+    return {
+        "cpu_ms_per_image": median,
+        "samples": samples,
+        "components": {
+            name: {"share": count / samples, "ms_per_image": median * count / samples}
+            for name, count in shares.most_common()
+        },
+    }
+
+
+def sample(client: str, args: argparse.Namespace, out: Path, raw: Path) -> Counter[str]:
+    """Run ``client`` once under py-spy; its samples by component, appended to ``raw``.
+
+    py-spy pauses the process for each sample: ``--nonblocking`` would not,
+    but it then reads stacks as they change and loses their outer frames.
+    """
+    (command,) = run.commands(client, args.posts_file, out)
+    with tempfile.NamedTemporaryFile(suffix=".txt") as this_run:
+        sampler = [str(PY_SPY), "record", "--rate", str(args.rate), "--format", "raw"]
+        sampler += ["--output", this_run.name, "--"]
+        with open(out.with_name(out.name + "-sampled.log"), "wb") as log:
+            status = subprocess.run(
+                sampler + command, cwd=run.PROJECT, env=run.child_env(), stdout=log, stderr=log
+            ).returncode
+        if status:
+            raise SystemExit(f"{client} under py-spy: exit status {status}, see {log.name}")
+        lines = Path(this_run.name).read_text(encoding="utf-8")
+    with open(raw, "a", encoding="utf-8") as kept:
+        kept.write(lines)
+    shares: Counter[str] = Counter()
+    for line in lines.splitlines():
+        frames, count = parse_stack(line)
+        shares[component(frames)] += count
+    return shares
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    add = parser.add_argument
+    add("--clients", default="aiohttp,floor-100,scrapy-100", help="comma-separated")
+    add("--runs", type=int, default=3, help="runs of each client, measured and sampled (3)")
+    add("--rate", type=int, default=100, help="py-spy samples per second (100)")
+    add("--latency", type=float, default=0.1, help="server seconds per response (0.1)")
+    add("--posts", type=int, default=run.DEFAULT_POSTS, help="posts in the corpus")
+    args = parser.parse_args()
+    clients = args.clients.split(",")
+    if bad := [c for c in clients if c not in run.CLIENTS or c in run.PROCESSES]:
+        parser.error(f"not a single-process client of run.py: {', '.join(bad)}")
+    if not PY_SPY.exists():
+        raise SystemExit(f"no {PY_SPY.name} next to {sys.executable}: see the usage line")
+
+    args.data = data = corpus.load(args.posts, 2000)
+    work = Path(tempfile.mkdtemp(prefix="igimages-profile-", dir=run.ram_folder()))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    server = run.Server(data.pool_dir, len(data.images), args.latency, 2 * args.latency)
+    try:
+        args.posts_file = work / "posts.json"
+        data.write_posts(args.posts_file, server.base_url)
+        run.warm_up()
+        report = {client: profile(client, args, work, server) for client in clients}
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    for client, result in report.items():
+        print(
+            f"\n{client}: {result['cpu_ms_per_image']:.2f} CPU ms per image "
+            f"({result['samples']} samples)"
+        )
+        for name, part in result["components"].items():
+            print(f"  {part['ms_per_image']:6.3f} ms  {part['share']:6.1%}  {name}")
+    path = RESULTS / "profile-latest.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nresults in {path.relative_to(run.PROJECT)}, samples in {RESULTS.name}/profile-*.txt")
+
+
+if __name__ == "__main__":
+    main()
