@@ -1,4 +1,4 @@
-"""Where a client's CPU goes: py-spy's samples of one run, sorted into named parts.
+"""Where a client's CPU goes: py-spy's samples of its runs, sorted into named parts.
 
     .venv/bin/pip install -r benchmarks/requirements.txt
     .venv/bin/python benchmarks/cpu_profile.py [--clients aiohttp,floor-100,scrapy-100]
@@ -8,9 +8,9 @@ times measured as the benchmark measures it (CPU per image, bytes checked),
 and as many times under ``py-spy record``, which samples its stacks from
 outside. Each sample is given to one component (the first rule of
 ``component`` that matches), and a component's share of all the samples
-times the median measured CPU gives its milliseconds per image. The raw samples are kept in
-``benchmarks/results/profile-<client>.txt``, one stack per line, for a flame
-graph or a closer look.
+times the median measured CPU gives its milliseconds per image. The samples
+are kept in ``benchmarks/results/profile-<client>.txt``, one stack per line,
+for a flame graph or a closer look.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import corpus
@@ -81,6 +82,16 @@ _LIBRARIES: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Setting:
+    """What every run shares: the corpus, its posts file, the server, a folder."""
+
+    data: corpus.Corpus
+    posts_file: Path
+    work: Path
+    server: run.Server
+
+
 def parse_stack(line: str) -> tuple[list[tuple[str, str]], int]:
     """One line of py-spy's raw output: frames as (function, file), outermost first."""
     stack, _, count = line.rstrip("\n").rpartition(" ")
@@ -128,20 +139,22 @@ def component(frames: list[tuple[str, str]]) -> str:
     return "other"
 
 
-def profile(client: str, args: argparse.Namespace, work: Path, server: run.Server) -> dict:
+def profile(client: str, args: argparse.Namespace, setting: Setting) -> dict:
     """Measure and sample ``client`` ``args.runs`` times; its components in ms per image."""
     cpu_ms: list[float] = []
     shares: Counter[str] = Counter()
     raw = RESULTS / f"profile-{client}.txt"
     raw.unlink(missing_ok=True)
     for number in range(1, args.runs + 1):
-        out = work / f"{client}-{number}"
-        measured = run.measure(client, number, args.data, args.posts_file, out, server)
+        out = setting.work / f"{client}-{number}"
+        measured = run.measure(
+            client, number, setting.data, setting.posts_file, out, setting.server
+        )
         shutil.rmtree(out, ignore_errors=True)
         if measured.problems:
             raise SystemExit(f"{client}: {'; '.join(measured.problems[:3])}")
         cpu_ms.append(measured.cpu * 1000 / measured.images)
-        shares += sample(client, args, out, raw)
+        shares += sample(run.commands(client, setting.posts_file, out), args.rate, raw)
         shutil.rmtree(out, ignore_errors=True)
     samples = sum(shares.values())
     median = statistics.median(cpu_ms)
@@ -155,22 +168,27 @@ def profile(client: str, args: argparse.Namespace, work: Path, server: run.Serve
     }
 
 
-def sample(client: str, args: argparse.Namespace, out: Path, raw: Path) -> Counter[str]:
-    """Run ``client`` once under py-spy; its samples by component, appended to ``raw``.
+def sample(commands: list[list[str]], rate: int, raw: Path) -> Counter[str]:
+    """Run the client once under py-spy; its samples by component, appended to ``raw``.
 
     py-spy pauses the process for each sample: ``--nonblocking`` would not,
     but it then reads stacks as they change and loses their outer frames.
     """
-    (command,) = run.commands(client, args.posts_file, out)
+    (command,) = commands
+    log = raw.with_suffix(".log")
     with tempfile.NamedTemporaryFile(suffix=".txt") as this_run:
-        sampler = [str(PY_SPY), "record", "--rate", str(args.rate), "--format", "raw"]
+        sampler = [str(PY_SPY), "record", "--rate", str(rate), "--format", "raw"]
         sampler += ["--output", this_run.name, "--"]
-        with open(out.with_name(out.name + "-sampled.log"), "wb") as log:
+        with open(log, "wb") as output:
             status = subprocess.run(
-                sampler + command, cwd=run.PROJECT, env=run.child_env(), stdout=log, stderr=log
+                sampler + command,
+                cwd=run.PROJECT,
+                env=run.child_env(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
             ).returncode
         if status:
-            raise SystemExit(f"{client} under py-spy: exit status {status}, see {log.name}")
+            raise SystemExit(f"exit status {status} under py-spy, see {log}")
         lines = Path(this_run.name).read_text(encoding="utf-8")
     with open(raw, "a", encoding="utf-8") as kept:
         kept.write(lines)
@@ -196,18 +214,18 @@ def main() -> None:
     if not PY_SPY.exists():
         raise SystemExit(f"no {PY_SPY.name} next to {sys.executable}: see the usage line")
 
-    args.data = data = corpus.load(args.posts, 2000)
+    data = corpus.load(args.posts, 2000)
     work = Path(tempfile.mkdtemp(prefix="igimages-profile-", dir=run.ram_folder()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     server = run.Server(data.pool_dir, len(data.images), args.latency, 2 * args.latency)
     try:
-        args.posts_file = work / "posts.json"
-        data.write_posts(args.posts_file, server.base_url)
+        setting = Setting(data, work / "posts.json", work, server)
+        data.write_posts(setting.posts_file, server.base_url)
         run.warm_up()
-        report = {client: profile(client, args, work, server) for client in clients}
+        report = {client: profile(client, args, setting) for client in clients}
     finally:
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # kept, with the runs' logs, if one failed
 
     for client, result in report.items():
         print(
