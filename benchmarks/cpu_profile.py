@@ -76,7 +76,10 @@ _LIBRARIES: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     (("twisted/",), "Twisted: Deferreds"),
     (("scrapy/", "pydispatch/"), "Scrapy: engine, signals, other"),
-    (("requests/", "urllib3/", "http/", "concurrent/", "threading.py"), "requests, thread pool"),
+    (
+        ("requests/", "urllib3/", "http/", "concurrent/", "threading.py"),
+        "requests, urllib3, threads",
+    ),
     (("refclients.py", "floor.py"), "the client script"),
     (("asyncio/", "selectors.py", "socket.py", "ssl.py"), "event loop, sockets"),
 )
@@ -129,7 +132,7 @@ def component(frames: list[tuple[str, str]]) -> str:
             return "igimages: downloader middlewares"
         if file.startswith(("igimages/inputs/", "igimages/spiders/")):
             return "igimages: reading posts"
-        return "igimages: pipeline, items, stats"
+        return "igimages: pipeline, items, progress"
     if any(file.startswith("scrapy/pipelines/") for file in files):
         return "Scrapy: media pipeline"
     for file in reversed(files):  # the innermost frame of a known library

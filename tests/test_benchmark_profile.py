@@ -45,7 +45,7 @@ def cpu_profile():
         ),
         (
             f"{DOWNLOADED};Request.__init__ (scrapy/http/request/__init__.py:90)",
-            "igimages: pipeline, items, stats",
+            "igimages: pipeline, items, progress",
         ),
         (
             "Downloader._download (scrapy/core/downloader/__init__.py:250);"
