@@ -112,11 +112,14 @@ class _Handler(BaseHTTPRequestHandler):
                 route = Route(b"not found\n", 404, "text/plain; charset=utf-8")
             if route.delay:
                 time.sleep(route.delay)
+        finally:
+            # Before the answer: once the client has it, it may send its next
+            # request before this thread runs again, and be counted twice.
+            state.leave(host)
+        try:
             self._respond(route, send_body)
         except ConnectionError:
             self.close_connection = True  # client gave up (e.g. its timeout)
-        finally:
-            state.leave(host)
 
     def _respond(self, route: Route, send_body: bool) -> None:
         if route.drop:
