@@ -1,11 +1,16 @@
 """Benchmark ``scrapy crawl post_images`` against the two reference clients.
 
-One invocation generates (or reuses) the corpus, starts the image server on
-127.0.0.1 in its own process, then runs the clients one after another,
-interleaved in rounds, each in its own process from an empty folder, and
-measures each from outside: wall time from spawn to exit, CPU (user + system)
-and peak RSS of that process alone (``os.wait4``). Every stored file is then
-checked byte for byte against the corpus. See benchmarks/README.md.
+One invocation generates (or reuses) the corpus, then, in each world (a
+healthy host, a link capped at 300 Mbit/s, a host that throttles above 16 in
+flight), starts the image server on 127.0.0.1 in its own process and runs
+that world's clients one after another, interleaved in rounds, each in its
+own process from an empty folder, and measures each from outside: wall time
+from spawn to exit, CPU (user + system) and peak RSS of that process alone
+(``os.wait4``). Every stored file is then checked byte for byte against the
+corpus. Last, one more crawl with the default settings in the throttling and
+the link-capped worlds logs each change of its per-host limit, drawn against
+what the server saw in ``benchmarks/adaptive-limit.png``. See
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -39,6 +45,7 @@ CLIENTS: dict[str, list[str]] = {  # name -> scrapy settings it overrides
     "aiohttp": [],
     "scrapy-default": [],
     "scrapy-12": ["CONCURRENT_REQUESTS=12", "CONCURRENT_REQUESTS_PER_DOMAIN=12"],
+    "scrapy-16": ["CONCURRENT_REQUESTS=16", "CONCURRENT_REQUESTS_PER_DOMAIN=16"],
     "scrapy-100": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
     # Two processes splitting the posts (IGIMAGES_SHARD), 50 in flight each.
     "scrapy-100x2": ["CONCURRENT_REQUESTS=50", "CONCURRENT_REQUESTS_PER_DOMAIN=50"],
@@ -47,7 +54,7 @@ CLIENTS: dict[str, list[str]] = {  # name -> scrapy settings it overrides
     "floor-100": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
 }
 PROCESSES = {"scrapy-100x2": 2}  # crawls run as several processes; others: 1
-CRAWLS = ("scrapy-default", "scrapy-12", "scrapy-100", "scrapy-100x2")
+CRAWLS = ("scrapy-default", "scrapy-12", "scrapy-16", "scrapy-100", "scrapy-100x2")
 FLOORS = ("floor-12", "floor-100")  # floor.py: what Scrapy costs before igimages does anything
 PYCACHE = HERE / ".cache" / "pycache"
 RAM = Path("/dev/shm")
@@ -55,6 +62,44 @@ RERUN = "scrapy-cached"  # scrapy-default again, over the folder it has just fin
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 VERSIONS = ("scrapy", "twisted", "aiohttp", "requests", "pillow")
 BUSY = 0.1  # cores used by other processes that make a run's figures suspect
+PLOT = HERE / "adaptive-limit.png"
+#: A line of the crawl's log with AUTOTHROTTLE_DEBUG, as LIMIT_LOG_FORMAT writes it.
+LIMIT_LOG_FORMAT = "%(created).3f %(message)s"
+LIMIT_LINE = re.compile(r"^(\d+\.\d+) limit \S+ (\d+) -> (\d+) \((\w+);", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class World:
+    """What the server is like, and which clients run against it."""
+
+    name: str
+    title: str
+    clients: tuple[str, ...]
+    latency: float | None = None  # seconds per response; None: --latency
+    link_mbit: float = 0.0  # the link all responses share (0: no cap)
+    refuse_above: int = 0  # requests being served above which the host answers 429
+
+
+WORLDS = {
+    world.name: world
+    for world in (
+        World("healthy", "a healthy host", tuple(CLIENTS)),
+        World(
+            "link",
+            "a link capped at 300 Mbit/s, 50 ms",
+            ("seed", "aiohttp", "scrapy-default"),
+            latency=0.05,
+            link_mbit=300,
+        ),
+        World(
+            "throttle",
+            "a host that answers 429 above 16 in flight, 100 ms",
+            ("seed", "scrapy-default", "scrapy-16"),
+            latency=0.1,
+            refuse_above=16,
+        ),
+    )
+}
 
 
 @dataclass
@@ -63,6 +108,7 @@ class Run:
 
     client: str
     round: int
+    world: str
     posts: int
     images: int  # every image of every post: files the client must leave
     wall: float  # seconds, spawn to exit
@@ -90,10 +136,22 @@ class Run:
 class Server:
     """The image server process (server.py) and its counters."""
 
-    def __init__(self, pool: Path, images: int, latency: float, connect_latency: float) -> None:
+    def __init__(
+        self,
+        pool: Path,
+        images: int,
+        latency: float,
+        connect_latency: float,
+        link_mbit: float = 0.0,
+        refuse_above: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
         command = [sys.executable, str(HERE / "server.py"), "--pool", str(pool)]
         command += ["--images", str(images), "--latency", str(latency)]
         command += ["--connect-latency", str(connect_latency)]
+        command += ["--link-mbit", str(link_mbit), "--refuse-above", str(refuse_above)]
+        if retry_after is not None:
+            command += ["--retry-after", str(retry_after)]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE
         )
@@ -104,9 +162,9 @@ class Server:
             raise SystemExit("the image server did not start")
         self.base_url = f"http://127.0.0.1:{hello['port']}"
 
-    def stats(self) -> dict[str, Any]:
-        """Counters since the previous call."""
-        self.stdin.write("stats\n")
+    def stats(self, timeline: bool = False) -> dict[str, Any]:
+        """Counters since the previous call (and each answer's time, status, in flight)."""
+        self.stdin.write("stats timeline\n" if timeline else "stats\n")
         self.stdin.flush()
         return json.loads(self.stdout.readline())
 
@@ -167,8 +225,10 @@ def busy_seconds() -> float | None:
     return (user + nice) / os.sysconf("SC_CLK_TCK")
 
 
-def commands(client: str, posts_file: Path, out: Path) -> list[list[str]]:
-    """The client's processes, started together."""
+def commands(
+    client: str, posts_file: Path, out: Path, extra: tuple[str, ...] = ()
+) -> list[list[str]]:
+    """The client's processes, started together (``extra``: more Scrapy settings)."""
     if client in REFERENCES:
         script = str(HERE / "refclients.py")
         return [[sys.executable, script, client, "--posts", str(posts_file), "--out", str(out)]]
@@ -181,7 +241,7 @@ def commands(client: str, posts_file: Path, out: Path) -> list[list[str]]:
     settings = CLIENTS["scrapy-default" if client == RERUN else client]
     if settings:
         settings = [*settings, "AUTOTHROTTLE_ENABLED=False"]
-    for setting in settings:
+    for setting in [*settings, *extra]:
         args += ["-s", setting]
     count = PROCESSES.get(client, 1)
     if count == 1:
@@ -190,9 +250,20 @@ def commands(client: str, posts_file: Path, out: Path) -> list[list[str]]:
 
 
 def measure(
-    client: str, round_: int, data: corpus.Corpus, posts_file: Path, out: Path, server: Server
+    client: str,
+    round_: int,
+    data: corpus.Corpus,
+    posts_file: Path,
+    out: Path,
+    server: Server,
+    world: str = "healthy",
+    extra: tuple[str, ...] = (),
 ) -> Run:
-    """Run one client's processes to their end; everything is measured from outside."""
+    """Run one client's processes to their end; everything is measured from outside.
+
+    ``extra`` settings (the limit trace's logging) keep the server's timeline
+    of the run in ``Run.server``.
+    """
     server.stats()  # start the server's counters afresh
     with open(out.with_name(out.name + ".log"), "ab") as log:
         busy_before = busy_seconds()
@@ -206,12 +277,13 @@ def measure(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            for args in commands(client, posts_file, out)
+            for args in commands(client, posts_file, out, extra)
         ]
         usages, statuses, peaks = wait_all(processes)
         wall, ended_at = time.perf_counter() - started, time.time()
         busy_after = busy_seconds()
-    stats = server.stats()
+    stats = server.stats(timeline=bool(extra))
+    stats["started"] = started_at
     user = sum(usage.ru_utime for usage in usages)
     system = sum(usage.ru_stime for usage in usages)
     cpu = user + system
@@ -222,6 +294,7 @@ def measure(
     run = Run(
         client=client,
         round=round_,
+        world=world,
         posts=len(data.posts),
         images=data.references,
         wall=wall,
@@ -367,6 +440,7 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "start_s": statistics.median(starts) if starts else None,
             "tail_s": max(tails) if tails else None,
             "requests": statistics.median(run.server["requests"] for run in mine),
+            "refused": statistics.median(run.server.get("refused", 0) for run in mine),
             "server_in_flight": max(run.server["max_in_flight"] for run in mine),
             "server_cpu_ms_per_image": statistics.median(
                 1000 * run.server["cpu_seconds"] / run.images for run in mine
@@ -408,15 +482,18 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
         print("  ".join(f"{text:<{width}}" for text, width in cells).rstrip())
 
 
-def targets(table: dict[str, dict[str, Any]], large: dict[str, Any] | None) -> list[dict]:
-    """The issue's targets, each met (True), not met (False) or not measured (None)."""
+def targets(
+    tables: dict[str, dict[str, dict[str, Any]]], large: dict[str, Any] | None
+) -> list[dict]:
+    """The issues' targets, each met (True), not met (False) or not measured (None)."""
     goals: list[dict[str, Any]] = []
+    table = tables.get("healthy", {})
 
     def goal(name: str, met: bool | None, figures: str = "") -> None:
         goals.append({"target": name, "met": met, "figures": figures})
 
-    def get(client: str, key: str) -> float:
-        return table.get(client, {}).get(key) or 0.0
+    def get(client: str, key: str, world: str = "healthy") -> float:
+        return tables.get(world, {}).get(client, {}).get(key) or 0.0
 
     rate_aio = get("aiohttp", "images_per_s")
     name = "100 in flight: images/s >= 1.0x aiohttp's"
@@ -447,11 +524,40 @@ def targets(table: dict[str, dict[str, Any]], large: dict[str, Any] | None) -> l
     else:
         goal(name, None, "not run")
 
-    if rate := get("scrapy-default", "images_per_s"):
-        figures = f"{rate:.1f} images/s"
-        figures += f", {rate / rate_seed:.2f}x seed" if rate_seed else ""
+    name = "defaults, healthy host: images/s >= 3x the seed's"
+    if (rate := get("scrapy-default", "images_per_s")) and rate_seed:
+        figures = f"{rate:.1f} vs {rate_seed:.1f} images/s ({rate / rate_seed:.2f}x)"
         figures += f", {rate / rate_aio:.2f}x aiohttp" if rate_aio else ""
-        goal("defaults: images/s and ratios (reported)", None, figures)
+        if rate100 := get("scrapy-100", "images_per_s"):
+            figures += f"; fixed at 100: {rate100:.1f} ({rate100 / rate_seed:.2f}x)"
+        goal(name, rate >= 3 * rate_seed, figures)
+    else:
+        goal(name, None, "not run")
+
+    name = "defaults, link capped at 300 Mbit/s: images/s >= 0.9x aiohttp's"
+    rate, rate_aio_link = (get(c, "images_per_s", "link") for c in ("scrapy-default", "aiohttp"))
+    if rate and rate_aio_link:
+        figures = f"{rate:.1f} vs {rate_aio_link:.1f} images/s ({rate / rate_aio_link:.2f}x)"
+        if seed_link := get("seed", "images_per_s", "link"):
+            figures += f", {rate / seed_link:.2f}x seed"
+        goal(name, rate >= 0.9 * rate_aio_link, figures)
+    else:
+        goal(name, None, "not run")
+
+    name = "defaults, host throttling above 16: 429s < 2% of images, wall <= 1.25x fixed at 16"
+    wall, wall16 = (get(c, "wall_s", "throttle") for c in ("scrapy-default", "scrapy-16"))
+    if wall and wall16:
+        row = tables["throttle"]["scrapy-default"]
+        share = row["refused"] / row["images"]
+        figures = (
+            f"{row['refused']:.0f} 429s for {row['images']} images ({100 * share:.1f}%), "
+            f"{wall:.2f} vs {wall16:.2f} s ({wall / wall16:.2f}x)"
+        )
+        if refused16 := get("scrapy-16", "refused", "throttle"):
+            figures += f"; fixed at 16 got {refused16:.0f} 429s"
+        goal(name, share < 0.02 and wall <= 1.25 * wall16, figures)
+    else:
+        goal(name, None, "not run")
 
     crawls = [client for client in CRAWLS if client in table]
     cpus = {client: table[client]["cpu_ms_per_image"] for client in crawls}
@@ -493,7 +599,12 @@ def targets(table: dict[str, dict[str, Any]], large: dict[str, Any] | None) -> l
         all(value <= 1 for value in tails.values()) if tails else None,
         ", ".join(f"{client} {value:.2f} s" for client, value in tails.items()),
     )
-    failed = [client for client, row in table.items() if not row["bytes_ok"]]
+    failed = [
+        f"{client} ({world})"
+        for world, rows in tables.items()
+        for client, row in rows.items()
+        if not row["bytes_ok"]
+    ]
     goal("every stored file byte for byte", not failed, ", ".join(failed) or "every client")
     return goals
 
@@ -505,7 +616,12 @@ def scrapy_defaults() -> dict[str, Any]:
         import igimages.settings as settings
     finally:
         sys.path.remove(str(PROJECT))
-    names = ("CONCURRENT_REQUESTS", "CONCURRENT_REQUESTS_PER_DOMAIN", "AUTOTHROTTLE_ENABLED")
+    names = (
+        "CONCURRENT_REQUESTS",
+        "CONCURRENT_REQUESTS_PER_DOMAIN",
+        "AUTOTHROTTLE_ENABLED",
+        "IGIMAGES_START_CONCURRENCY",
+    )
     return {name: getattr(settings, name) for name in names}
 
 
@@ -537,10 +653,12 @@ def _read_json(path: Path) -> Any:
 
 def _report(run: Run) -> None:
     print(
-        f"  round {run.round} {run.client:<14} {run.posts} posts: {run.images} images in "
+        f"  round {run.round} {run.world:<8} {run.client:<14} {run.posts} posts: "
+        f"{run.images} images in "
         f"{run.wall:5.2f} s = {run.rate:6.1f}/s, CPU {run.cpu_ms:.2f} ms/image "
         f"({1000 * run.cpu_sys / run.images:.2f} system), "
         f"RSS {run.rss_mib:.0f} MiB, {run.server['requests']} requests"
+        + (f" ({run.server['refused']} refused)" if run.server.get("refused") else "")
         + "".join(f"; {note}" for note in run.notes)
         + ("" if not run.problems else f"; {len(run.problems)} PROBLEMS")
         + (f"; BUSY: others used {run.others:.2f} cores" if (run.others or 0) > BUSY else ""),
@@ -552,16 +670,23 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     add = parser.add_argument
     add("--rounds", type=int, default=1, help="times each client runs, interleaved (1)")
-    add("--latency", type=float, default=0.1, help="server seconds per response (0.1)")
+    add("--latency", type=float, default=0.1, help="healthy host's seconds per response (0.1)")
     add("--connect-latency", type=float, help="extra seconds per new connection (2x latency)")
     add("--posts", type=int, default=DEFAULT_POSTS, help=f"posts in the corpus ({DEFAULT_POSTS})")
     add("--images", type=int, default=2000, help="distinct images at most (2000)")
     add("--seed", type=int, default=1, help="corpus seed (1)")
     add(
         "--clients",
-        help=f"comma-separated, from: {', '.join(CLIENTS)} (default: all; "
+        help=f"comma-separated, from: {', '.join(CLIENTS)} (default: all of each world's; "
         f"scrapy-100 alone above {LARGE_POSTS} posts)",
     )
+    add(
+        "--worlds",
+        help=f"comma-separated, from: {', '.join(WORLDS)} (default: all; "
+        f"healthy alone above {LARGE_POSTS} posts)",
+    )
+    add("--retry-after", type=float, help="throttle world: Retry-After of its 429s (none)")
+    add("--no-plot", action="store_true", help=f"no limit trace, no {PLOT.name}")
     add("--work-dir", type=Path, help="where clients write (default: a folder in RAM)")
     add("--keep", action="store_true", help="keep every client's output and log")
     add("--results", type=Path, help="JSON results file (default: benchmarks/results/...)")
@@ -570,12 +695,51 @@ def parse_args() -> argparse.Namespace:
     args.clients = (args.clients or ("scrapy-100" if large else ",".join(CLIENTS))).split(",")
     if unknown := [client for client in args.clients if client not in CLIENTS]:
         parser.error(f"unknown clients: {', '.join(unknown)}")
+    args.worlds = (args.worlds or ("healthy" if large else ",".join(WORLDS))).split(",")
+    if unknown := [world for world in args.worlds if world not in WORLDS]:
+        parser.error(f"unknown worlds: {', '.join(unknown)}")
     if args.connect_latency is None:
         args.connect_latency = 2 * args.latency
     if args.results is None:
         name = "latest" if args.posts == DEFAULT_POSTS else f"latest-{args.posts}-posts"
         args.results = HERE / "results" / f"{name}.json"
     return args
+
+
+def start_server(world: World, data: corpus.Corpus, args: argparse.Namespace) -> Server:
+    latency = args.latency if world.latency is None else world.latency
+    connect = args.connect_latency if world.latency is None else 2 * world.latency
+    retry_after = args.retry_after if world.refuse_above else None
+    return Server(
+        data.pool_dir, len(data.images), latency, connect, world.link_mbit,
+        world.refuse_above, retry_after,
+    )  # fmt: skip
+
+
+def trace_limit(
+    world: World, data: corpus.Corpus, posts_file: Path, out: Path, server: Server
+) -> dict[str, Any]:
+    """One default crawl logging every change of its per-host limit; its trace.
+
+    Times are seconds from the crawl's start: the limit (from the crawl's own
+    log) and each answer, with its status and the requests in flight at the
+    server when it came (from the server).
+    """
+    extra = ("AUTOTHROTTLE_DEBUG=True", f"LOG_FORMAT={LIMIT_LOG_FORMAT}")
+    run = measure("scrapy-default", 0, data, posts_file, out, server, world.name, extra)
+    log = out.with_name(out.name + ".log").read_text(encoding="utf-8", errors="replace")
+    started = run.server["started"]
+    limits = [
+        (round(float(when) - started, 3), int(after), why)
+        for when, _before, after, why in LIMIT_LINE.findall(log)
+    ]
+    answers = [(round(when - started, 3), status, n) for when, status, n in run.server["timeline"]]
+    print(
+        f"  limit trace in {world.name}: {len(limits)} changes, {len(answers)} answers, "
+        f"{run.wall:.2f} s" + (f"; PROBLEMS: {run.problems[:2]}" if run.problems else ""),
+        flush=True,
+    )
+    return {"world": world.name, "title": world.title, "limits": limits, "answers": answers}
 
 
 def main() -> None:
@@ -590,13 +754,17 @@ def main() -> None:
         f"corpus: {len(data.posts)} posts, {data.references} images ({data.distinct_urls} "
         f"distinct URLs, {data.distinct_images} distinct images, "
         f"{data.pool_bytes() / 2**20:.0f} MiB), ready in {time.perf_counter() - began:.1f} s\n"
-        f"server: 127.0.0.1, {args.latency * 1000:.0f} ms per response, "
-        f"+{args.connect_latency * 1000:.0f} ms on a new connection\n"
+        f"server: 127.0.0.1, +twice the latency on a new connection; worlds:\n"
+        f"  healthy = {args.latency * 1000:.0f} ms per response;\n"
+        "  link = 50 ms, every response through one 300 Mbit/s link;\n"
+        "  throttle = 100 ms, 429 while 16 requests are being served"
+        + (f" (Retry-After: {args.retry_after:g})" if args.retry_after is not None else "")
+        + ";\n"
         "clients: seed = ThreadPoolExecutor(12) + requests; aiohttp = 100 in flight;\n"
         "  scrapy-default = the project's defaults "
         f"({', '.join(f'{k}={v}' for k, v in defaults.items())}; one host, so the "
         "per-domain limit applies);\n"
-        "  scrapy-12, scrapy-100 = that many in flight, overall and per domain, AutoThrottle off;\n"
+        "  scrapy-12, -16, -100 = that many in flight, overall and per domain, limit fixed;\n"
         f"  {RERUN} = scrapy-default again over the folder it has just finished;\n"
         "  floor-12, floor-100 = Scrapy alone (floor.py): each distinct URL fetched on the "
         "pipeline's route, bodies dropped"
@@ -606,31 +774,51 @@ def main() -> None:
     where = "in RAM: disk writes left out" if work.parent == RAM else "on disk: disk writes in"
     print(f"outputs: {work} ({where})")
     work.mkdir(parents=True, exist_ok=True)
-    server = Server(data.pool_dir, len(data.images), args.latency, args.connect_latency)
     runs: list[Run] = []
+    traces: list[dict[str, Any]] = []
     try:
-        posts_files = []
-        for item in corpora:
-            posts_files.append(work / f"posts-{len(item.posts)}.json")
-            item.write_posts(posts_files[-1], server.base_url)
         warm_up()
-        for round_ in range(1, args.rounds + 1):
-            for item, posts_file in zip(corpora, posts_files, strict=True):
-                for client in args.clients:
-                    out = work / f"{len(item.posts)}-r{round_}-{client}"
-                    for name in [client, RERUN] if client == "scrapy-default" else [client]:
-                        runs.append(measure(name, round_, item, posts_file, out, server))
-                        _report(runs[-1])
+        for world in (WORLDS[name] for name in args.worlds):
+            clients = [client for client in args.clients if client in world.clients]
+            if not clients:
+                continue
+            print(f"\n{world.name}: {world.title}", flush=True)
+            server = start_server(world, data, args)
+            try:
+                posts_files = []
+                for item in corpora:
+                    posts_files.append(work / f"posts-{world.name}-{len(item.posts)}.json")
+                    item.write_posts(posts_files[-1], server.base_url)
+                for round_ in range(1, args.rounds + 1):
+                    for item, posts_file in zip(corpora, posts_files, strict=True):
+                        for client in clients:
+                            out = work / f"{world.name}-{len(item.posts)}-r{round_}-{client}"
+                            for name in [client, RERUN] if client == "scrapy-default" else [client]:
+                                runs.append(
+                                    measure(name, round_, item, posts_file, out, server, world.name)
+                                )
+                                _report(runs[-1])
+                            if not args.keep:
+                                shutil.rmtree(out, ignore_errors=True)
+                if not args.no_plot and world.name in ("throttle", "link"):
+                    out = work / f"{world.name}-trace"
+                    traces.append(trace_limit(world, data, posts_files[-1], out, server))
                     if not args.keep:
                         shutil.rmtree(out, ignore_errors=True)
+            finally:
+                server.stop()
     finally:
-        server.stop()
         if not args.keep and args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    table = summarise([run for run in runs if run.posts == len(data.posts)])
+    tables = {
+        world: summarise([r for r in runs if r.world == world and r.posts == len(data.posts)])
+        for world in args.worlds
+        if any(r.world == world for r in runs)
+    }
     large = None
     if len(corpora) > 1:
+        table = tables["healthy"]
         base = summarise([run for run in runs if run.posts != len(data.posts)])
         print(f"\n{DEFAULT_POSTS} posts (baseline for peak RSS):")
         print_table(base)
@@ -643,20 +831,23 @@ def main() -> None:
             "base_rss_mib": base[client]["peak_rss_mib"],
             "ratio": table[client]["peak_rss_mib"] / base[client]["peak_rss_mib"],
         }
-    print(
-        f"\n{len(data.posts)} posts, {data.references} images, latency "
-        f"{args.latency * 1000:.0f} ms; median of {args.rounds} round(s), worst RSS and tail"
-    )
-    print_table(table)
-    goals = targets(table, large)
+    for world, table in tables.items():
+        print(
+            f"\n{world} ({WORLDS[world].title}): {len(data.posts)} posts, {data.references} "
+            f"images; median of {args.rounds} round(s), worst RSS and tail"
+        )
+        print_table(table)
+    goals = targets(tables, large)
     print("\ntargets:")
     for goal in goals:
         verdict = {True: "met", False: "NOT MET", None: "-"}[goal["met"]]
         print(f"  {verdict:>7}  {goal['target']}: {goal['figures']}")
     print(
         "\nserver CPU ms per image (small next to the clients'): "
-        + ", ".join(
-            f"{client} {row['server_cpu_ms_per_image']:.2f}" for client, row in table.items()
+        + "; ".join(
+            f"{world}: "
+            + ", ".join(f"{c} {row['server_cpu_ms_per_image']:.2f}" for c, row in table.items())
+            for world, table in tables.items()
         )
     )
     if busy := [run for run in runs if (run.others or 0) > BUSY]:
@@ -668,7 +859,12 @@ def main() -> None:
     if problems := [run for run in runs if run.problems]:
         print("\nproblems:")
         for run in problems:
-            print(f"  {run.client} round {run.round}: " + "; ".join(run.problems[:5]))
+            print(f"  {run.client} ({run.world}) round {run.round}: " + "; ".join(run.problems[:5]))
+    if traces:
+        import plot  # matplotlib, only when there is something to draw
+
+        plot.limit_traces(traces, PLOT)
+        print(f"\nlimit over a run: {PLOT.relative_to(PROJECT)}")
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     record = {
@@ -694,10 +890,14 @@ def main() -> None:
         },
         "outputs": "ram" if work.parent == RAM else "disk",
         "scrapy_defaults": defaults,
-        "clients": table,
+        "worlds": tables,
         "large": large,
         "targets": goals,
-        "runs": [{**asdict(run), "problems": run.problems[:20]} for run in runs],
+        "traces": traces,
+        "runs": [
+            {**asdict(run), "problems": run.problems[:20], "server": _without_timeline(run.server)}
+            for run in runs
+        ],
     }
     args.results.write_text(json.dumps(record, indent=2) + "\n")
     shown = (
@@ -705,6 +905,10 @@ def main() -> None:
     )
     print(f"\nresults in {shown}; {time.perf_counter() - began:.0f} s in all")
     sys.exit(1 if problems else 0)
+
+
+def _without_timeline(stats: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in stats.items() if key != "timeline"}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import call_later, create_looping_call
 
 from igimages.inputs import Shard
+from igimages.middlewares import DownloadGateMiddleware
+from igimages.throttle import pushback_summary
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class ImageProgress:
         self.prefix = f"share {shard.index} of {shard.count}: " if shard else ""
         self.started = time.monotonic()
         self.task: Any = None
+        self.gate: DownloadGateMiddleware | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -55,6 +58,7 @@ class ImageProgress:
 
     def spider_opened(self) -> None:
         self.started = time.monotonic()
+        self.gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
         self.task = create_looping_call(self.report)
         self.task.start(self.interval, now=False)
 
@@ -76,7 +80,7 @@ class ImageProgress:
         line = (
             f"{self.prefix}{head}: {counts['downloaded']} downloaded, {counts['cached']} cached, "
             f"{counts['duplicate']} duplicate, {counts['failed']} failed; "
-            f"{rate:.1f} images/s{tail}"
+            f"{rate:.1f} images/s{tail}{self._in_flight()}"
         )
         if self.live:
             if total:
@@ -86,6 +90,16 @@ class ImageProgress:
             sys.stderr.flush()
         else:
             logger.info(line)
+
+    def _in_flight(self) -> str:
+        """Downloads in flight, and the busiest host's share and limit."""
+        if self.gate is None:
+            return ""
+        text = f"; {self.gate.in_flight} in flight"
+        if (busiest := self.gate.busiest()) is not None:
+            slot, count, limit = busiest
+            text += f" ({slot}: {count}, limit {limit:.0f})"
+        return text
 
     def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
@@ -114,6 +128,9 @@ class ImageProgress:
                 "  failed by reason: "
                 + ", ".join(f"{name} {count}" for name, count in sorted(reasons.items()))
             )
+        if pushed := pushback_summary(self.stats.get_stats()):
+            lines.append("  hosts that pushed back (their limit was cut):")
+            lines += [f"    {line}" for line in pushed]
         if expired := self.stats.get_value("igimages/failed/expired"):
             lines.append(
                 f"  {expired} images have expired links: only a fresh scrape of their "

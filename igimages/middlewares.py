@@ -6,6 +6,11 @@ through under the asyncio reactor, and its retries go out again at once, with
 no regard for ``Retry-After``. ``DownloadGateMiddleware`` sits last before the
 download handlers and holds each request until every limit allows it;
 ``BackoffRetryMiddleware`` decides when a retry may go.
+
+How many downloads each host may have in flight is the gate's
+``host_limits``: its ceiling, or, with ``AUTOTHROTTLE_ENABLED``, a limit that
+follows the host's answers (``igimages.throttle``), which the gate tells of
+every answer and failure.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import itertools
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
@@ -55,17 +61,44 @@ def retry_after(response: Response, cap: float) -> float | None:
     return min(max(seconds, 0.0), cap)
 
 
+class HostLimits(Protocol):
+    """How many downloads a host may have in flight, told what it answers."""
+
+    def limit(self, slot: str) -> float: ...
+
+    def answered(self, slot: str, sent_at: float, in_flight: int, status: int) -> None: ...
+
+    def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None: ...
+
+
+class FixedLimits:
+    """Each host's ceiling, whatever it answers (``AUTOTHROTTLE_ENABLED=False``)."""
+
+    def __init__(self, ceiling: Callable[[str], float]) -> None:
+        self.limit = ceiling
+
+    def answered(self, slot: str, sent_at: float, in_flight: int, status: int) -> None:
+        pass
+
+    def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None:
+        pass
+
+
 @dataclass(eq=False, slots=True)
 class _Waiting:
     slot: str
     not_before: float
     admitted: Deferred[None] = field(default_factory=Deferred)
+    sent_at: float = 0.0  # monotonic time it was let through
+    in_flight: int = 0  # its host's downloads in flight then, itself included
 
 
 class DownloadGateMiddleware:
     """Hold each request until all of these allow it to go out:
 
-    * ``CONCURRENT_REQUESTS`` overall and the per-slot (per-host) concurrency;
+    * ``CONCURRENT_REQUESTS`` overall and the per-slot (per-host) limit of
+      ``host_limits``, at most the slot's ``DOWNLOAD_SLOTS`` concurrency or
+      ``CONCURRENT_REQUESTS_PER_DOMAIN``;
     * the host's cool-down after it answered 429 with ``Retry-After``;
     * the request's own backoff (``BackoffRetryMiddleware`` sets it);
     * ``IGIMAGES_MAX_RATE`` / ``IGIMAGES_MAX_RATE_PER_HOST``, if set.
@@ -86,12 +119,8 @@ class DownloadGateMiddleware:
         self.interval = 1 / rate if rate > 0 else 0.0
         self.host_interval = 1 / host_rate if host_rate > 0 else 0.0
         self.retry_after_max = settings.getfloat("IGIMAGES_RETRY_AFTER_MAX")
-        self.throttle_max_delay = (
-            settings.getfloat("AUTOTHROTTLE_MAX_DELAY")
-            if settings.getbool("AUTOTHROTTLE_ENABLED")
-            else 0.0  # no AutoThrottle to teach
-        )
-        self.active: dict[Request, str] = {}  # request -> its slot, while it holds room
+        self.host_limits: HostLimits = FixedLimits(self.ceiling)
+        self.active: dict[Request, _Waiting] = {}  # while it holds room
         self.in_flight = 0  # let through and not yet answered, per slot below
         self.in_flight_per_slot: dict[str, int] = {}
         self.cool_until: dict[str, float] = {}  # slot -> monotonic time
@@ -118,18 +147,32 @@ class DownloadGateMiddleware:
         self.waiting.append(waiting)
         self._admit_waiting()
         await maybe_deferred_to_future(waiting.admitted)
-        self.active[request] = slot
+        self.active[request] = waiting
 
     def process_response(self, request: Request, response: Response) -> Response:
-        slot = self._release(request)
-        if slot is not None and response.status == 429:
-            self._cool_down(slot, response)
+        if (sent := self._release(request)) is not None:
+            self.host_limits.answered(sent.slot, sent.sent_at, sent.in_flight, response.status)
+            if response.status == 429:
+                self._cool_down(sent.slot, response)
         self._admit_waiting()
         return response
 
     def process_exception(self, request: Request, exception: Exception) -> None:
-        self._release(request)
+        if (sent := self._release(request)) is not None:
+            self.host_limits.failed(sent.slot, sent.sent_at, sent.in_flight, exception)
         self._admit_waiting()
+
+    def ceiling(self, slot: str) -> float:
+        """The most a host may ever have in flight (0 in the settings: no limit)."""
+        limit = self.slot_settings.get(slot, {}).get("concurrency", self.slot_limit)
+        return limit or self.total_limit or float("inf")
+
+    def busiest(self) -> tuple[str, int, float] | None:
+        """The host with most downloads in flight: its slot, their number, its limit."""
+        if not self.in_flight_per_slot:
+            return None
+        slot = max(self.in_flight_per_slot, key=self.in_flight_per_slot.__getitem__)
+        return slot, self.in_flight_per_slot[slot], self.host_limits.limit(slot)
 
     def stop(self) -> None:
         """Fail every waiting request and let no new one through."""
@@ -138,23 +181,18 @@ class DownloadGateMiddleware:
         for entry in waiting:
             entry.admitted.errback(DownloadAborted("the crawl is stopping"))
 
-    def _release(self, request: Request) -> str | None:
-        slot = self.active.pop(request, None)
-        if slot is not None:  # else it never passed the gate
+    def _release(self, request: Request) -> _Waiting | None:
+        sent = self.active.pop(request, None)
+        if sent is not None:  # else it never passed the gate
+            slot = sent.slot
             self.in_flight -= 1
             self.in_flight_per_slot[slot] -= 1
             if not self.in_flight_per_slot[slot]:
                 del self.in_flight_per_slot[slot]
-        return slot
+        return sent
 
     def _cool_down(self, slot: str, response: Response) -> None:
-        """Pause the whole host, and make AutoThrottle space its requests more."""
-        downloader_slot = self.crawler.engine.downloader.slots.get(slot)
-        if downloader_slot is not None and self.throttle_max_delay:
-            # AutoThrottle only lowers a delay again on good answers.
-            downloader_slot.delay = min(
-                max(2 * downloader_slot.delay, 0.5), self.throttle_max_delay
-            )
+        """Pause the whole host for as long as its ``Retry-After`` asks."""
         if (seconds := retry_after(response, self.retry_after_max)) is not None:
             until = time.monotonic() + seconds
             self.cool_until[slot] = max(until, self.cool_until.get(slot, 0.0))
@@ -178,7 +216,7 @@ class DownloadGateMiddleware:
                 wake_at = min(wake_at, ready_at)
                 still_waiting.append(entry)
             else:
-                self._take(entry.slot, now)
+                self._take(entry, now)
                 admitted.append(entry)
         self.waiting = still_waiting
         if wake_at < float("inf"):
@@ -187,8 +225,7 @@ class DownloadGateMiddleware:
             entry.admitted.callback(None)
 
     def _has_room(self, slot: str) -> bool:
-        limit = self.slot_settings.get(slot, {}).get("concurrency", self.slot_limit)
-        return not limit or self.in_flight_per_slot.get(slot, 0) < limit
+        return self.in_flight_per_slot.get(slot, 0) < self.host_limits.limit(slot)
 
     def _ready_at(self, entry: _Waiting) -> float:
         ready = max(entry.not_before, self.cool_until.get(entry.slot, 0.0))
@@ -198,9 +235,11 @@ class DownloadGateMiddleware:
             ready = max(ready, self.next_start_per_slot.get(entry.slot, 0.0))
         return ready
 
-    def _take(self, slot: str, now: float) -> None:
+    def _take(self, entry: _Waiting, now: float) -> None:
+        slot = entry.slot
         self.in_flight += 1
-        self.in_flight_per_slot[slot] = self.in_flight_per_slot.get(slot, 0) + 1
+        entry.in_flight = self.in_flight_per_slot[slot] = self.in_flight_per_slot.get(slot, 0) + 1
+        entry.sent_at = now
         if self.interval:
             self.next_start = max(now, self.next_start) + self.interval
         if self.host_interval:

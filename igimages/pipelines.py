@@ -24,30 +24,18 @@ from typing import Any, Self
 
 from scrapy import Request
 from scrapy.crawler import Crawler
-from scrapy.exceptions import (
-    CannotResolveHostError,
-    DownloadCancelledError,
-    DownloadConnectionRefusedError,
-    DownloadFailedError,
-    DownloadTimeoutError,
-    DropItem,
-    IgnoreRequest,
-    NotSupported,
-    ResponseDataLossError,
-    UnsupportedURLSchemeError,
-)
+from scrapy.exceptions import DropItem
 from scrapy.http import Response
 from scrapy.pipelines.files import FilesPipeline
 from scrapy.pipelines.media import FileException, MediaPipeline
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.httpobj import urlparse_cached
-from twisted.internet import error as twisted_errors
 from twisted.python.failure import Failure
 
 from igimages import signals as igimages_signals
 from igimages.items import Post
 from igimages.keys import image_key, is_http_url, is_signed_cdn, link_expiry, safe_post_dir
-from igimages.middlewares import DownloadAborted
+from igimages.reasons import failure_reason
 from igimages.store import ImageStore, StoredImage, StoreError
 from igimages.validation import ImageInfo, ImageRejected, inspect_image
 
@@ -75,37 +63,6 @@ class ImageFailed(FileException):
         self.detail = detail
         self.http_status = http_status
         self.attempts = attempts
-
-
-#: Download exceptions by the reason they are reported under.
-_REASONS: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
-    ("interrupted", (DownloadAborted,)),
-    ("too_large", (DownloadCancelledError,)),  # over DOWNLOAD_MAXSIZE
-    ("timeout", (DownloadTimeoutError, twisted_errors.TimeoutError)),
-    ("dns", (CannotResolveHostError, twisted_errors.DNSLookupError)),
-    ("truncated", (ResponseDataLossError,)),
-    ("unsupported_scheme", (UnsupportedURLSchemeError, NotSupported)),
-    ("filtered", (IgnoreRequest,)),
-    (
-        "connection",
-        (
-            DownloadConnectionRefusedError,
-            DownloadFailedError,
-            twisted_errors.ConnectError,
-            twisted_errors.ConnectionLost,
-            twisted_errors.ConnectionDone,
-        ),
-    ),
-)
-
-
-def failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, IgnoreRequest) and "max redirections" in str(exc):
-        return "too_many_redirects"
-    for reason, types in _REASONS:
-        if isinstance(exc, types):
-            return reason
-    return "error"
 
 
 class _NoResultCache(dict):

@@ -44,6 +44,20 @@ class Route:
 
 
 @dataclass
+class Load:
+    """How the whole server answers under load, whatever the path asked for."""
+
+    # More requests than this being served: answer ``refusal`` instead (0: never).
+    refuse_above: int = 0
+    refusal: Route = field(default_factory=lambda: Route(b"slow down\n", 429, "text/plain"))
+    # More requests than this in flight: each answer waits its delay times
+    # in-flight / knee, as on a full link (0: never).
+    knee: int = 0
+    # From ``start`` to ``end`` seconds after the first request: every answer is 503.
+    outage: tuple[float, float] | None = None
+
+
+@dataclass
 class RequestRecord:
     """One received request, so tests can assert on what was fetched and when."""
 
@@ -51,6 +65,12 @@ class RequestRecord:
     query: str
     host: str
     time: float
+    in_flight: int = 0  # requests in flight when it arrived, itself included
+    status: int = 0  # what it was answered
+
+
+NOT_FOUND = Route(b"not found\n", 404, "text/plain; charset=utf-8")
+OUTAGE = Route(b"down for maintenance\n", 503, "text/plain")
 
 
 class _State:
@@ -59,8 +79,10 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.routes: dict[str, Route] = {}
+        self.load = Load()
         self.requests: list[RequestRecord] = []
         self.in_flight = 0
+        self.serving = 0  # in flight and not refused by ``load``
         self.in_flight_per_host: dict[str, int] = {}
         self.max_in_flight = 0
         self.max_in_flight_per_host: dict[str, int] = {}
@@ -69,20 +91,47 @@ class _State:
         with self.lock:
             self.requests.append(record)
             self.in_flight += 1
+            record.in_flight = self.in_flight
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             now = self.in_flight_per_host.get(record.host, 0) + 1
             self.in_flight_per_host[record.host] = now
             best = self.max_in_flight_per_host.get(record.host, 0)
             self.max_in_flight_per_host[record.host] = max(best, now)
 
-    def leave(self, host: str) -> None:
+    def answer(self, record: RequestRecord) -> tuple[Route, float, bool]:
+        """The route for ``record``, how long to wait, and whether it is served."""
+        with self.lock:
+            route = self.routes.get(record.path)
+            if route is not None and route.first:
+                route = route.first.pop(0)
+            route = route or NOT_FOUND
+            load, served = self.load, False
+            since_first = record.time - self.requests[0].time
+            if load.outage and load.outage[0] <= since_first < load.outage[1]:
+                route = OUTAGE
+            elif load.refuse_above and self.serving >= load.refuse_above:
+                route = load.refusal
+            else:
+                served = True
+                self.serving += 1
+            delay = route.delay
+            if load.knee and record.in_flight > load.knee:
+                delay *= record.in_flight / load.knee
+            record.status = route.status
+            return route, delay, served
+
+    def leave(self, host: str, served: bool) -> None:
         with self.lock:
             self.in_flight -= 1
+            self.serving -= served
             self.in_flight_per_host[host] -= 1
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers go out one write each: with Nagle's algorithm, the client's
+    # delayed ACK then held every answer back some 40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:
@@ -102,20 +151,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:  # absolute URI: we are the proxy standing in for a CDN host
             url = urlsplit(self.path)
             path, query, host = url.path or "/", url.query, url.hostname or ""
-        state.enter(RequestRecord(path, query, host, time.monotonic()))
+        record = RequestRecord(path, query, host, time.monotonic())
+        state.enter(record)
+        served = False
         try:
-            with state.lock:
-                route = state.routes.get(path)
-                if route is not None and route.first:
-                    route = route.first.pop(0)
-            if route is None:
-                route = Route(b"not found\n", 404, "text/plain; charset=utf-8")
-            if route.delay:
-                time.sleep(route.delay)
+            route, delay, served = state.answer(record)
+            if delay:
+                time.sleep(delay)
         finally:
             # Before the answer: once the client has it, it may send its next
             # request before this thread runs again, and be counted twice.
-            state.leave(host)
+            state.leave(host, served)
         try:
             self._respond(route, send_body)
         except ConnectionError:
@@ -145,6 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The default backlog of 5 drops the SYNs of a burst of new connections
+    # while the accepting thread waits for the GIL; the client then retries
+    # after a second, long enough for DOWNLOAD_TIMEOUT=1 to fire.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], state: _State) -> None:
         self.state = state
@@ -208,6 +258,11 @@ class ImageServer:
         with self._state.lock:
             self._state.routes[path.partition("?")[0]] = route
         return self.url(path)
+
+    def set_load(self, load: Load) -> None:
+        """Answer every path as ``load`` says, from now on."""
+        with self._state.lock:
+            self._state.load = load
 
     @property
     def requests(self) -> list[RequestRecord]:

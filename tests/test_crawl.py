@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from igimages.store import ImageStore
 from tests import images
 from tests.conftest import (
@@ -233,7 +235,8 @@ def test_rescrape_with_rotated_signatures_on_cdn_host_makes_no_request(
     assert second.stored_bytes("p", 1) == body
 
 
-def test_concurrency_settings_hold_as_seen_by_the_server(write_posts, crawl):
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_concurrency_settings_hold_as_seen_by_the_server(write_posts, crawl, adaptive):
     with ImageServer("127.0.0.1") as one, ImageServer("127.0.0.2", shared=one) as two:
         urls = []
         for n in range(24):
@@ -245,7 +248,8 @@ def test_concurrency_settings_hold_as_seen_by_the_server(write_posts, crawl):
             posts,
             "CONCURRENT_REQUESTS=3",
             "CONCURRENT_REQUESTS_PER_DOMAIN=2",
-            "AUTOTHROTTLE_ENABLED=False",
+            f"AUTOTHROTTLE_ENABLED={adaptive}",
+            "IGIMAGES_START_CONCURRENCY=1",  # the adaptive limit grows to the ceiling
             "IGIMAGES_POSTS_IN_FLIGHT=8",
         )
 
@@ -362,13 +366,17 @@ def test_progress_reports_done_total_rate_and_eta(server, write_posts, crawl):
 
     assert result.returncode == EXIT_OK, result.stderr
     progress = re.findall(
-        r"(\d+)/12 images \(\d+%\): (\d+) downloaded, .*; ([\d.]+) images/s, ETA (\S+)",
+        r"(\d+)/12 images \(\d+%\): (\d+) downloaded, .*; ([\d.]+) images/s, ETA [^;]+; "
+        r"(\d+) in flight \(127\.0\.0\.1: (\d+), limit (\d+)\)",
         result.stderr,
     )
     assert len(progress) >= 2
     done = [int(p[0]) for p in progress]
     assert done == sorted(done)
     assert 0 < done[-1] < 12
+    # Two in flight at most (CONCURRENT_REQUESTS), all to the one host, whose own
+    # limit stays where it starts: with so few in flight it has no reason to grow.
+    assert {(p[3], p[4], p[5]) for p in progress} <= {("1", "1", "8"), ("2", "2", "8")}
     assert "downloaded 12 (" in result.stderr
     assert f"wrote {result.store / 'manifest.jsonl'}" in result.stderr
 

@@ -24,7 +24,8 @@ def future_oe(days: float) -> str:
     return f"{int(time.time() + days * 86400):X}"
 
 
-def test_429_retry_after_pauses_that_host_only_and_is_honoured(write_posts, crawl):
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_429_retry_after_pauses_that_host_only_and_is_honoured(write_posts, crawl, adaptive):
     with ImageServer("127.0.0.1") as a, ImageServer("127.0.0.2", shared=a) as b:
         throttled = a.add(
             "/a0.jpg",
@@ -36,7 +37,8 @@ def test_429_retry_after_pauses_that_host_only_and_is_honoured(write_posts, craw
         other_host = [b.add(f"/b{n}.jpg", Route(images.png(seed=n), delay=0.3)) for n in range(6)]
         posts = write_posts({"a": [throttled, *queued], "b": other_host})
 
-        result = crawl(posts, "CONCURRENT_REQUESTS_PER_DOMAIN=1", "AUTOTHROTTLE_ENABLED=False")
+        limits = ("CONCURRENT_REQUESTS_PER_DOMAIN=1", f"AUTOTHROTTLE_ENABLED={adaptive}")
+        result = crawl(posts, *limits)
 
         assert result.returncode == EXIT_OK, result.stderr
         refused, retried = times(a, "/a0.jpg")

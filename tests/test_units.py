@@ -29,7 +29,7 @@ from igimages.inputs.reader import JsonValues
 from igimages.inputs.seed import Seed
 from igimages.keys import image_key, safe_post_dir
 from igimages.middlewares import DownloadAborted
-from igimages.pipelines import failure_reason
+from igimages.reasons import failure_reason
 from igimages.store import INDEX_DIR, ImageStore, StoredImage
 from igimages.validation import ImageRejected, inspect_image
 from tests import images

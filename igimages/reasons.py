@@ -1,0 +1,48 @@
+"""The reason a download failed, as the failure feed and the limits name it."""
+
+from __future__ import annotations
+
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    NotSupported,
+    ResponseDataLossError,
+    UnsupportedURLSchemeError,
+)
+from twisted.internet import error as twisted_errors
+
+from igimages.middlewares import DownloadAborted
+
+#: Download exceptions by the reason they are reported under.
+_REASONS: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
+    ("interrupted", (DownloadAborted,)),
+    ("too_large", (DownloadCancelledError,)),  # over DOWNLOAD_MAXSIZE
+    ("timeout", (DownloadTimeoutError, twisted_errors.TimeoutError)),
+    ("dns", (CannotResolveHostError, twisted_errors.DNSLookupError)),
+    ("truncated", (ResponseDataLossError,)),
+    ("unsupported_scheme", (UnsupportedURLSchemeError, NotSupported)),
+    ("filtered", (IgnoreRequest,)),
+    (
+        "connection",
+        (
+            DownloadConnectionRefusedError,
+            DownloadFailedError,
+            twisted_errors.ConnectError,
+            twisted_errors.ConnectionLost,
+            twisted_errors.ConnectionDone,
+        ),
+    ),
+)
+
+
+def failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, IgnoreRequest) and "max redirections" in str(exc):
+        return "too_many_redirects"
+    for reason, types in _REASONS:
+        if isinstance(exc, types):
+            return reason
+    return "error"

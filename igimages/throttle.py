@@ -1,0 +1,318 @@
+"""A per-host limit on downloads in flight that follows what each host answers.
+
+Scrapy's AutoThrottle keeps a fixed number of requests in flight per host
+(``AUTOTHROTTLE_TARGET_CONCURRENCY``) whatever the host says: 8 to a CDN edge
+that would serve ten times more, 8 again to one that answers 429.
+``AdaptiveConcurrency`` takes its place and its switch (``AUTOTHROTTLE_ENABLED``):
+each host gets a limit, enforced by ``DownloadGateMiddleware``, that a
+``HostLimit`` moves with the host's answers, the way TCP moves a congestion
+window (README, "How the per-host limit moves"):
+
+* it starts at ``IGIMAGES_START_CONCURRENCY`` and doubles every round trip
+  while answers come fast (slow start), until two thirds of a round trip's
+  answers take over 1.5 times the fastest: then it halves, as TCP does;
+* a 429, a 503, a timeout or a dropped connection cuts it to 0.85 of what was
+  in flight when the refused request went out, once per round trip;
+* latency that stays above 1.5 times the host's floor (its lowest smoothed
+  latency of the last 30 to 60 s) means requests queue, at the server or on a
+  full link: the limit is cut by as much as the queue is long, a tenth to a
+  half; above 1.2 times it stops growing;
+* after a cut it grows back along CUBIC's curve: quickly to just under the
+  level that failed, slowly across it, faster again beyond it, so a host that
+  refuses above K is probed rarely instead of every few round trips;
+* it never goes above the host's ceiling (``CONCURRENT_REQUESTS_PER_DOMAIN``,
+  or the slot's ``DOWNLOAD_SLOTS`` concurrency) nor below 1.
+
+A host's state is a dozen numbers; nothing is kept per request but what the
+gate already holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+from igimages.middlewares import DownloadGateMiddleware
+from igimages.reasons import failure_reason
+
+logger = logging.getLogger(__name__)
+
+#: Answers that mean the host (or the way to it) has more than it can take.
+OVERLOAD_STATUSES = {429: "429", 503: "503"}
+#: Download failures that mean the same, by their failure reason.
+OVERLOAD_REASONS = {"timeout": "timeout", "connection": "dropped", "truncated": "dropped"}
+LATENCY = "latency"
+
+OVERLOAD_BACKOFF = 0.85  # of what was in flight when the refused request went out
+LATENCY_BACKOFF = 0.9  # at least; more the longer the queue
+LATENCY_TOLERANCE = 1.5  # smoothed latency above this times the floor: cut
+LATENCY_HOLD = 1.2  # above this: no growth
+CUBIC_C = 0.01  # the cubic's steepness, in requests per round trip cubed
+FLOOR_WINDOW = 30.0  # seconds each of the floor's two windows lasts
+MIN_SAMPLES = 8  # answers before latency may cut
+SMOOTHING_SPAN = 16  # the latency average spans at least this many answers
+
+INF = float("inf")
+
+
+@dataclass(slots=True, eq=False)
+class HostLimit:
+    """The limit of one host and what moves it: latency, cuts, round trips.
+
+    A round trip ends with the first answer to a request sent after it began.
+    Times are ``time.monotonic()`` seconds, given by the caller.
+    """
+
+    ceiling: float
+    limit: float
+    slow_start: bool = True
+    growing: bool = True  # the last round trip's latency allows growth
+    w_max: float = 0.0  # the level the cubic returns to after a cut
+    k: float = 0.0  # round trips the cubic takes to get back to w_max
+    rounds: float = 0.0  # round trips since the last cut
+    smoothed: float = 0.0  # latency, averaged over about a round trip
+    samples: int = 0
+    round_min: float = INF  # the lowest latency in this round trip
+    round_answers: int = 0  # answers in this round trip
+    round_slow: int = 0  # of them, slower than LATENCY_TOLERANCE x start_floor
+    start_floor: float = INF  # the lowest round_min of slow start
+    floor: float = INF  # lowest smoothed latency in this window...
+    floor_before: float = INF  # ...and in the one before it
+    floor_since: float = 0.0
+    round_start: float = 0.0
+    last_cut: float = -INF
+    peak: int = 0
+
+    def answered(self, sent_at: float, in_flight: int, now: float) -> bool:
+        """A good answer; True if its latency cut the limit.
+
+        An answer to a request sent before the last cut tells of the limit
+        before it (and of the queue that cut drains): it is left out.
+        """
+        if sent_at <= self.last_cut:
+            return False
+        self.samples += 1
+        latency = now - sent_at
+        self.round_min = min(self.round_min, latency)
+        self.round_answers += 1
+        slow = latency > LATENCY_TOLERANCE * self.start_floor
+        self.round_slow += slow
+        # Over about a round trip of answers since the last cut.
+        span = max(self.limit, SMOOTHING_SPAN)
+        self.smoothed += (latency - self.smoothed) / min(self.samples, span)
+        if sent_at > self.round_start and self._end_round(now):
+            return True
+        # Only a limit that is used grows: a host given few requests (the
+        # overall limit binds, or its posts are few) has proved nothing.
+        if self.growing and 2 * in_flight >= self.limit and not (self.slow_start and slow):
+            self._grow()
+        return False
+
+    def overloaded(self, sent_at: float, in_flight: int, now: float) -> bool:
+        """A refusal or a failure of overload; True if it cut the limit.
+
+        Refusals of requests sent before the last cut say nothing new: that
+        cut already answered them.
+        """
+        if sent_at <= self.last_cut:
+            return False
+        level = min(self.limit, in_flight)
+        self._cut(max(level - 1, 1.0), level * OVERLOAD_BACKOFF, now)
+        return True
+
+    def _end_round(self, now: float) -> bool:
+        self.round_start = now
+        round_min, answers, slow = self.round_min, self.round_answers, self.round_slow
+        self.round_min, self.round_answers, self.round_slow = INF, 0, 0
+        if self.slow_start:
+            self.start_floor = min(self.start_floor, round_min)
+        if self.samples < MIN_SAMPLES:
+            return False
+        if now - self.floor_since > FLOOR_WINDOW:
+            self.floor_before, self.floor, self.floor_since = self.floor, self.smoothed, now
+        else:
+            self.floor = min(self.floor, self.smoothed)
+        if self.slow_start:
+            # Half the requests of a doubling round trip open a connection,
+            # and the first answer on one is slower by its handshakes: the
+            # average would take that for a queue. Slow answers do not grow the
+            # window, and when two thirds of a round trip's are slow, requests
+            # queue: back to the window before the last doubling, as TCP does.
+            if answers >= MIN_SAMPLES and 3 * slow > 2 * answers:
+                self._cut(self.limit, self.limit / 2, now)
+                return True
+            return False
+        ratio = self.smoothed / min(self.floor, self.floor_before)
+        if ratio > LATENCY_TOLERANCE:
+            # By as much as the queue is long (Little's law: what was in
+            # flight, times floor / latency, is what the host serves without
+            # a queue), from a tenth to a half.
+            backoff = min(max(LATENCY_TOLERANCE / ratio, 0.5), LATENCY_BACKOFF)
+            self._cut(self.limit, self.limit * backoff, now)
+            return True
+        self.growing = ratio <= LATENCY_HOLD
+        return False
+
+    def _cut(self, w_max: float, limit: float, now: float) -> None:
+        self.slow_start = False
+        self.w_max = w_max
+        self.limit = min(max(limit, 1.0), self.ceiling)
+        self.k = (max(w_max - self.limit, 0.0) / CUBIC_C) ** (1 / 3)
+        self.rounds = 0.0
+        self.samples = 0
+        self.last_cut = self.round_start = now
+
+    def _grow(self) -> None:
+        if self.slow_start:
+            self.limit += 1
+        else:
+            self.rounds += 1 / self.limit
+            target = self.w_max + CUBIC_C * (self.rounds - self.k) ** 3
+            if target > self.limit:
+                self.limit += (target - self.limit) / self.limit
+        self.limit = min(self.limit, self.ceiling)
+
+
+class AdaptiveConcurrency:
+    """Give each host a ``HostLimit`` and the gate its current value.
+
+    Scrapy's AutoThrottle is replaced by this (``EXTENSIONS_BASE``); with
+    ``AUTOTHROTTLE_ENABLED=False`` it is off and each host's limit is its
+    ceiling. ``AUTOTHROTTLE_DEBUG`` logs every change of a limit.
+
+    Stats, per host: ``igimages/hosts/<host>/limit_peak`` and ``limit_final``,
+    ``answers/<signal>`` (429, 503, timeout, dropped: answers and failures of
+    overload) and ``cuts/<signal>`` (the times each cut the limit, latency
+    included).
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        if not settings.getbool("AUTOTHROTTLE_ENABLED"):
+            raise NotConfigured
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.start = max(1, settings.getint("IGIMAGES_START_CONCURRENCY"))
+        self.debug = settings.getbool("AUTOTHROTTLE_DEBUG")
+        self.hosts: dict[str, HostLimit] = {}
+        self.ceiling: Callable[[str], float] = lambda slot: INF
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        extension = cls(crawler)
+        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
+        return extension
+
+    def engine_started(self) -> None:
+        gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
+        if gate is None:
+            logger.warning("No DownloadGateMiddleware: per-host limits do not adapt")
+            return
+        self.ceiling = gate.ceiling
+        gate.host_limits = self
+
+    # The gate's questions and reports
+
+    def limit(self, slot: str) -> int:
+        host = self.hosts.get(slot)
+        if host is None:
+            ceiling = self.ceiling(slot)
+            host = self.hosts[slot] = HostLimit(ceiling, min(self.start, ceiling))
+            self._changed(slot, host, 0, "start")
+        return int(host.limit)
+
+    def answered(self, slot: str, sent_at: float, in_flight: int, status: int) -> None:
+        host = self.hosts[slot]
+        before = int(host.limit)
+        if (signal := OVERLOAD_STATUSES.get(status)) is not None:
+            self._count(slot, "answers", signal)
+            cut = host.overloaded(sent_at, in_flight, time.monotonic())
+        else:
+            signal = LATENCY
+            cut = host.answered(sent_at, in_flight, time.monotonic())
+        if cut:
+            self._count(slot, "cuts", signal)
+        if int(host.limit) != before:
+            self._changed(slot, host, before, signal if cut else "growth")
+
+    def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None:
+        signal = OVERLOAD_REASONS.get(failure_reason(exception))
+        if signal is None:  # e.g. DNS: nothing about the host's load
+            return
+        host = self.hosts[slot]
+        before = int(host.limit)
+        self._count(slot, "answers", signal)
+        if host.overloaded(sent_at, in_flight, time.monotonic()):
+            self._count(slot, "cuts", signal)
+            if int(host.limit) != before:
+                self._changed(slot, host, before, signal)
+
+    # Stats and the debug log
+
+    def _count(self, slot: str, kind: str, signal: str) -> None:
+        self.stats.inc_value(f"igimages/hosts/{slot}/{kind}/{signal}")
+
+    def _changed(self, slot: str, host: HostLimit, before: int, why: str) -> None:
+        now = int(host.limit)
+        self.stats.set_value(f"igimages/hosts/{slot}/limit_final", now)
+        if now > host.peak:
+            host.peak = now
+            self.stats.set_value(f"igimages/hosts/{slot}/limit_peak", now)
+        if self.debug:
+            logger.info(
+                "limit %s %d -> %d (%s; latency %.0f ms, floor %.0f ms)",
+                slot,
+                before,
+                now,
+                why,
+                1000 * host.smoothed,
+                1000 * min(host.floor, host.floor_before, host.smoothed or INF),
+            )
+
+
+def pushback_summary(stats: Mapping[str, Any], most: int = 10) -> list[str]:
+    """One line per host that refused, failed or slowed down under load.
+
+    For example ``scontent-fra5-1.cdninstagram.com: 429 x37, latency cuts 2,
+    limit settled at 14 (peak 32)`` (with a multiplication sign), the hosts
+    with most pushback first.
+    """
+    hosts: dict[str, dict[str, Any]] = {}
+    for key, value in stats.items():
+        if not key.startswith("igimages/hosts/"):
+            continue
+        host, _, field = key.removeprefix("igimages/hosts/").partition("/")
+        hosts.setdefault(host, {})[field] = value
+    pushed = {
+        host: fields
+        for host, fields in hosts.items()
+        if any(field.startswith(("answers/", "cuts/latency")) for field in fields)
+    }
+
+    def weight(item: tuple[str, dict[str, Any]]) -> int:
+        return -sum(v for f, v in item[1].items() if f.startswith(("answers/", "cuts/")))
+
+    lines = []
+    for host, fields in sorted(pushed.items(), key=weight)[:most]:
+        parts = [
+            f"{field.removeprefix('answers/')} ×{count}"  # noqa: RUF001
+            for field, count in sorted(fields.items())
+            if field.startswith("answers/")
+        ]
+        if latency := fields.get(f"cuts/{LATENCY}"):
+            parts.append(f"latency cuts {latency}")
+        if "limit_final" in fields:
+            parts.append(
+                f"limit settled at {fields['limit_final']} (peak {fields.get('limit_peak')})"
+            )
+        lines.append(f"{host}: {', '.join(parts)}")
+    if len(pushed) > most:
+        lines.append(f"and {len(pushed) - most} more hosts (igimages/hosts/ in the stats)")
+    return lines

@@ -1,0 +1,369 @@
+"""The per-host limit that follows the host's answers (igimages.throttle).
+
+The crawl tests run a real crawl against a loopback server that behaves like
+a host under load (``tests.imageserver.Load``) and assert on what the server
+saw: its own count of requests in flight and of 429s; then on the files, the
+stats and the summary. The unit tests drive ``HostLimit`` through a small
+event simulation of such hosts, in virtual time, to check its rules exactly.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.test import get_crawler
+
+from igimages.throttle import (
+    CUBIC_C,
+    OVERLOAD_BACKOFF,
+    AdaptiveConcurrency,
+    HostLimit,
+    pushback_summary,
+)
+from tests import images
+from tests.conftest import sha256
+from tests.imageserver import ImageServer, Load, RequestRecord, Route
+
+EXIT_OK = 0
+LIMIT_LINE = re.compile(r"limit 127\.0\.0\.1 (\d+) -> (\d+) \((\w+);")
+
+# --- A host in virtual time -------------------------------------------------------------
+
+
+def simulate(
+    limit: HostLimit,
+    requests: int,
+    answer: Callable[[int, int], tuple[float, int]],
+) -> tuple[float, list[tuple[float, int, int]]]:
+    """Send ``requests`` through ``limit`` to a host; refused ones again 0.5 s later.
+
+    ``answer(serving, in_flight)`` gives a request's latency and status from
+    what the host is serving and what is in flight when it arrives. Returns
+    the time the last answer came and, per answer, (time, status, limit).
+    """
+    now, sequence = 0.0, 0
+    ready, later, events = list(range(requests)), [], []
+    in_flight = serving = 0
+    trace: list[tuple[float, int, int]] = []
+    while True:
+        while later and later[0][0] <= now:
+            ready.append(heapq.heappop(later)[1])
+        while ready and in_flight < int(limit.limit):
+            in_flight += 1
+            latency, status = answer(serving, in_flight)
+            serving += status == 200
+            heapq.heappush(events, (now + latency, sequence, ready.pop(), now, in_flight, status))
+            sequence += 1
+        if not events:
+            if not later:
+                return now, trace
+            now = later[0][0]
+            continue
+        now, _, request, sent_at, sent_with, status = heapq.heappop(events)
+        in_flight -= 1
+        if status == 200:
+            serving -= 1
+            limit.answered(sent_at, sent_with, now)
+        else:
+            limit.overloaded(sent_at, sent_with, now)
+            heapq.heappush(later, (now + 0.5, request))
+        trace.append((now, status, int(limit.limit)))
+
+
+def healthy(latency: float) -> Callable[[int, int], tuple[float, int]]:
+    return lambda serving, in_flight: (latency, 200)
+
+
+def refusing_above(k: int, latency: float) -> Callable[[int, int], tuple[float, int]]:
+    return lambda serving, in_flight: (latency, 429 if serving >= k else 200)
+
+
+def full_link(knee: int, latency: float) -> Callable[[int, int], tuple[float, int]]:
+    return lambda serving, in_flight: (latency * max(1.0, in_flight / knee), 200)
+
+
+def test_a_healthy_host_doubles_to_its_ceiling_and_stays():
+    limit = HostLimit(ceiling=64, limit=4)
+
+    _, trace = simulate(limit, 2000, healthy(0.1))
+
+    reached = next(t for t, _, value in trace if value == 64)
+    assert reached <= 0.1 * 6  # 4, 8, 16, 32, 64: a round trip each, and one to spare
+    assert max(value for *_, value in trace) == 64
+    assert all(value == 64 for t, _, value in trace if t > reached)
+
+
+def test_new_connections_handshakes_are_not_taken_for_a_queue():
+    opened = 0  # connections the client holds: in flight at most, so far
+
+    def handshakes(serving: int, in_flight: int) -> tuple[float, int]:
+        nonlocal opened
+        new_connection = in_flight > opened
+        opened = max(opened, in_flight)
+        return (0.3 if new_connection else 0.1), 200  # TCP and TLS: two round trips more
+
+    limit = HostLimit(ceiling=100, limit=8)
+
+    _, trace = simulate(limit, 3000, handshakes)
+
+    # Half the answers of each doubling round trip came on a new connection.
+    assert next(t for t, _, value in trace if value == 100) < 2.0
+    assert limit.last_cut == -float("inf")
+
+
+def test_a_slow_but_steady_host_is_not_taken_for_a_queue():
+    limit = HostLimit(ceiling=64, limit=4)
+
+    _, trace = simulate(limit, 2000, healthy(2.0))  # two seconds per answer, always
+
+    assert trace[-1][2] == 64
+    assert limit.last_cut == -float("inf")
+
+
+def test_refusals_cut_once_per_round_trip_and_the_limit_settles_under_k():
+    limit = HostLimit(ceiling=100, limit=8)
+
+    _, trace = simulate(limit, 3000, refusing_above(16, 0.1))
+
+    refused = sum(status == 429 for _, status, _ in trace)
+    assert refused / 3000 < 0.02
+    # After the first cut the limit returns to just under the refused level,
+    # and stays there for round trips before it probes above it again.
+    settled = [value for t, _, value in trace if t > 3.0]
+    assert 14 <= statistics.median(settled) <= 16
+    assert max(settled) <= 18
+
+
+def test_a_burst_of_refusals_of_requests_sent_before_the_cut_cuts_once():
+    limit = HostLimit(ceiling=100, limit=40)
+    # The 17th request in flight was refused first: 17 x 0.85 is the new limit...
+    assert limit.overloaded(sent_at=0.0, in_flight=17, now=0.1)
+    for _ in range(30):  # ...the others were sent before that cut: no further cut
+        assert not limit.overloaded(sent_at=0.05, in_flight=30, now=0.12)
+    assert limit.limit == pytest.approx(17 * OVERLOAD_BACKOFF)
+    assert limit.w_max == 16  # the cubic returns to the last level that was not refused
+    assert limit.k == pytest.approx(((16 - limit.limit) / CUBIC_C) ** (1 / 3))
+    # A refusal of a request sent after the cut cuts again.
+    assert limit.overloaded(sent_at=0.11, in_flight=14, now=0.2)
+    assert limit.limit == pytest.approx(min(17 * OVERLOAD_BACKOFF, 14) * OVERLOAD_BACKOFF)
+
+
+def test_latency_rising_with_what_is_in_flight_stops_the_limit_near_the_knee():
+    limit = HostLimit(ceiling=100, limit=4)
+
+    _, trace = simulate(limit, 4000, full_link(knee=12, latency=0.05))
+
+    settled = [value for t, _, value in trace if t > 4.0]
+    assert 12 <= statistics.median(settled) <= 1.5 * 12 + 1  # the knee, plus the tolerance
+    assert max(settled) < 2 * 12
+
+
+def test_the_floor_forgets_an_old_route_after_its_window():
+    limit = HostLimit(ceiling=32, limit=32)
+    now = 1000.0
+    for latency, seconds in ((0.05, 20), (0.2, 70)):  # then a slower route, no queue
+        until = now + seconds
+        while now < until:
+            now += latency / 32  # 32 in flight
+            limit.answered(now - latency, 32, now)
+    # Cut while 200 ms looked like a queue, then back at the ceiling once the
+    # 50 ms floor had aged out of both windows.
+    assert limit.last_cut > 1000
+    assert limit.limit == 32
+    assert limit.floor == pytest.approx(0.2, rel=0.05)
+
+
+# --- The extension ---------------------------------------------------------------------
+
+
+def run_hosts(hosts: list[str], round_trips: int) -> AdaptiveConcurrency:
+    """Each host asks for its limit and answers, ``round_trips`` times (the 6th: 429)."""
+    settings = {"AUTOTHROTTLE_ENABLED": True, "IGIMAGES_START_CONCURRENCY": 8}
+    extension = AdaptiveConcurrency.from_crawler(get_crawler(settings_dict=settings))
+    extension.ceiling = lambda slot: 100
+    for round_trip in range(round_trips):
+        sent_at = time.monotonic()
+        for host in hosts:
+            in_flight = extension.limit(host)
+            extension.answered(host, sent_at, in_flight, 429 if round_trip == 5 else 200)
+    return extension
+
+
+def test_ten_thousand_hosts_cost_little_memory_and_cpu():
+    hosts = [f"scontent-{n}.cdninstagram.com" for n in range(10_000)]
+    started = time.process_time()
+    extension = run_hosts(hosts, round_trips=10)
+    cpu = time.process_time() - started
+    tracemalloc.start()
+    run_hosts(hosts, round_trips=1)  # every host's state, and its stats
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert cpu < 1.5, f"{cpu:.2f} s of CPU for 100,000 answers"  # about 5 µs each
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB for 10,000 hosts"
+    stats = extension.stats.get_stats()
+    assert stats["igimages/hosts/scontent-7.cdninstagram.com/answers/429"] == 1
+    # Slow start: 8, then one more per answer, until the 429.
+    assert stats["igimages/hosts/scontent-7.cdninstagram.com/limit_peak"] == 8 + 5
+
+
+def test_autothrottle_enabled_false_turns_it_off():
+    crawler = get_crawler(settings_dict={"AUTOTHROTTLE_ENABLED": False})
+    with pytest.raises(NotConfigured):
+        AdaptiveConcurrency.from_crawler(crawler)
+
+
+def test_the_summary_names_the_hosts_that_pushed_back_most_first():
+    stats = {
+        "igimages/hosts/a.example/limit_final": 14,
+        "igimages/hosts/a.example/limit_peak": 32,
+        "igimages/hosts/a.example/answers/429": 37,
+        "igimages/hosts/a.example/cuts/429": 5,
+        "igimages/hosts/b.example/limit_final": 3,
+        "igimages/hosts/b.example/limit_peak": 8,
+        "igimages/hosts/b.example/answers/503": 90,
+        "igimages/hosts/b.example/answers/timeout": 2,
+        "igimages/hosts/c.example/limit_final": 100,  # never pushed back
+        "igimages/hosts/c.example/limit_peak": 100,
+        "igimages/hosts/d.example/cuts/latency": 4,
+        "igimages/hosts/d.example/limit_final": 20,
+        "igimages/hosts/d.example/limit_peak": 41,
+    }
+
+    assert pushback_summary(stats) == [
+        "b.example: 503 ×90, timeout ×2, limit settled at 3 (peak 8)",  # noqa: RUF001
+        "a.example: 429 ×37, limit settled at 14 (peak 32)",  # noqa: RUF001
+        "d.example: latency cuts 4, limit settled at 20 (peak 41)",
+    ]
+    assert pushback_summary(stats, most=1)[-1] == (
+        "and 2 more hosts (igimages/hosts/ in the stats)"
+    )
+
+
+# --- Real crawls against a host under load ---------------------------------------------
+
+
+def serve_images(server: ImageServer, count: int, delay: float) -> dict[str, bytes]:
+    """``count`` distinct JPEGs, each answered after ``delay``; by URL."""
+    bodies = {}
+    for n in range(count):
+        body = images.jpeg(seed=n)
+        bodies[server.add(f"/i{n}.jpg", Route(body, delay=delay))] = body
+    return bodies
+
+
+def four_per_post(urls: list[str]) -> dict[str, list[str]]:
+    return {f"p{n // 4}": urls[n : n + 4] for n in range(0, len(urls), 4)}
+
+
+def assert_all_stored(result, bodies: dict[str, bytes]) -> None:
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    stored = {
+        image["url"]: (result.store / image["path"]).read_bytes()
+        for post in result.manifest.values()
+        for image in post["images"]
+    }
+    assert {url: sha256(body) for url, body in stored.items()} == {
+        url: sha256(body) for url, body in bodies.items()
+    }
+
+
+def second_half(requests: list[RequestRecord]) -> list[int]:
+    return [record.in_flight for record in requests[len(requests) // 2 :]]
+
+
+def host_stats(result) -> dict[str, int]:
+    prefix = "hosts/127.0.0.1/"
+    return {k.removeprefix(prefix): v for k, v in result.summary.items() if k.startswith(prefix)}
+
+
+def test_a_healthy_host_is_given_the_per_host_ceiling(server, write_posts, crawl):
+    bodies = serve_images(server, 240, delay=0.2)
+    posts = write_posts(four_per_post(list(bodies)))
+
+    result = crawl(posts, "CONCURRENT_REQUESTS_PER_DOMAIN=16", "IGIMAGES_START_CONCURRENCY=2")
+
+    assert_all_stored(result, bodies)
+    assert server.max_in_flight == 16
+    assert host_stats(result) == {"limit_peak": 16, "limit_final": 16}
+    assert "pushed back" not in result.stderr
+
+
+@pytest.mark.parametrize("retry_after", [None, "1"])
+def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, crawl, retry_after):
+    k = 6
+    bodies = serve_images(server, 300, delay=0.05)
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    refusal = Route(b"slow down\n", 429, "text/plain", headers=headers, delay=0.05)
+    server.set_load(Load(refuse_above=k, refusal=refusal))
+    posts = write_posts(four_per_post(list(bodies)))
+
+    result = crawl(posts, "CONCURRENT_REQUESTS_PER_DOMAIN=48", "RETRY_TIMES=5", timeout=110)
+
+    assert_all_stored(result, bodies)
+    seen = server.requests
+    refused = sum(record.status == 429 for record in seen)
+    assert refused / len(bodies) < 0.08
+    assert k - 2 <= statistics.median(second_half(seen)) <= k + 1
+    limits = host_stats(result)
+    assert limits["answers/429"] == refused  # every 429 the server sent was seen
+    assert 1 <= limits["cuts/429"] <= refused
+    assert limits["limit_final"] <= k + 2
+    assert f"127.0.0.1: 429 ×{refused}, limit settled at" in result.stderr  # noqa: RUF001
+
+
+def test_latency_that_grows_with_what_is_in_flight_stops_the_limit_near_the_knee(
+    server, write_posts, crawl
+):
+    knee = 8
+    bodies = serve_images(server, 500, delay=0.05)
+    server.set_load(Load(knee=knee))
+    posts = write_posts(four_per_post(list(bodies)))
+
+    result = crawl(posts, "CONCURRENT_REQUESTS_PER_DOMAIN=64")
+
+    assert_all_stored(result, bodies)
+    settled = statistics.median(second_half(server.requests))
+    # The link kept full, the queue short (the ceiling is 8 times the knee).
+    assert 0.75 * knee <= settled <= 3 * knee
+    limits = host_stats(result)
+    assert limits["cuts/latency"] >= 1
+    assert limits["limit_peak"] < 64
+    assert limits["limit_final"] <= 3 * knee
+
+
+def test_an_outage_of_503s_cuts_the_limit_and_it_climbs_back_after(
+    server, write_posts, crawl, tmp_path: Path
+):
+    bodies = serve_images(server, 600, delay=0.05)
+    server.set_load(Load(outage=(0.8, 1.5)))
+    posts = write_posts(four_per_post(list(bodies)))
+
+    result = crawl(
+        posts,
+        "CONCURRENT_REQUESTS_PER_DOMAIN=24",
+        "RETRY_TIMES=6",
+        "IGIMAGES_RETRY_BACKOFF_BASE=0.3",
+        "AUTOTHROTTLE_DEBUG=True",
+    )
+
+    assert_all_stored(result, bodies)
+    seen = server.requests
+    first = seen[0].time
+    assert any(record.status == 503 for record in seen)
+    changes = [(int(a), int(b), why) for a, b, why in LIMIT_LINE.findall(result.stderr)]
+    cuts = [index for index, (_, _, why) in enumerate(changes) if why == "503"]
+    assert cuts, result.stderr[-2000:]
+    assert min(changes[index][1] for index in cuts) <= 3  # fell during the outage
+    assert max(after for _, after, _ in changes[cuts[-1] :]) >= 16  # and climbed back
+    after_outage = [r.in_flight for r in seen if r.time - first > 2.5 and r.status == 200]
+    assert max(after_outage) >= 12  # as the server saw it
+    assert host_stats(result)["cuts/503"] >= len(cuts)
