@@ -79,10 +79,13 @@ class HostLimit:
     rounds: float = 0.0  # round trips since the last cut
     smoothed: float = 0.0  # latency, averaged over about a round trip
     samples: int = 0
-    round_min: float = INF  # the lowest latency in this round trip
-    round_answers: int = 0  # answers in this round trip
-    round_slow: int = 0  # of them, slower than LATENCY_TOLERANCE x start_floor
-    start_floor: float = INF  # the lowest round_min of slow start
+    # In slow start only: this round trip's lowest latency, its answers, and
+    # how many were slower than LATENCY_TOLERANCE times start_floor, the
+    # lowest round_min so far.
+    round_min: float = INF
+    round_answers: int = 0
+    round_slow: int = 0
+    start_floor: float = INF
     floor: float = INF  # lowest smoothed latency in this window...
     floor_before: float = INF  # ...and in the one before it
     floor_since: float = 0.0
@@ -100,10 +103,12 @@ class HostLimit:
             return False
         self.samples += 1
         latency = now - sent_at
-        self.round_min = min(self.round_min, latency)
-        self.round_answers += 1
-        slow = latency > LATENCY_TOLERANCE * self.start_floor
-        self.round_slow += slow
+        slow = False
+        if self.slow_start:  # what slow start's end is judged on (see _end_round)
+            self.round_min = min(self.round_min, latency)
+            self.round_answers += 1
+            slow = latency > LATENCY_TOLERANCE * self.start_floor
+            self.round_slow += slow
         # Over about a round trip of answers since the last cut.
         span = max(self.limit, SMOOTHING_SPAN)
         self.smoothed += (latency - self.smoothed) / min(self.samples, span)
@@ -111,7 +116,7 @@ class HostLimit:
             return True
         # Only a limit that is used grows: a host given few requests (the
         # overall limit binds, or its posts are few) has proved nothing.
-        if self.growing and 2 * in_flight >= self.limit and not (self.slow_start and slow):
+        if self.growing and 2 * in_flight >= self.limit and not slow:
             self._grow()
         return False
 
