@@ -41,7 +41,6 @@ _STARTUP_FUNCTIONS = frozenset(
         "ExecutionEngine.open_spider_async",
     }
 )
-_STORE_FILE_FUNCTIONS = ("write", "link", "_replacing", "_intact", "find_unindexed")
 _FEEDS = ("scrapy/extensions/feedexport.py", "scrapy/exporters.py", "igimages/exporters.py")
 _OWN = tuple(
     f"igimages/{part}"
@@ -55,6 +54,9 @@ _OWN = tuple(
         "middlewares",
         "pipelines",
         "store",
+        "index",
+        "buckets",
+        "addresses",
         "validation",
     )
 )
@@ -124,10 +126,10 @@ def component(frames: list[tuple[str, str]]) -> str:
             return "igimages: Pillow check"
         if function == "_describe":
             return "igimages: sha256"
-        if file == "igimages/store.py":
-            if function.rpartition(".")[2] in _STORE_FILE_FUNCTIONS:
-                return "igimages: store, files"
+        if file == "igimages/index.py":
             return "igimages: store, index (SQLite)"
+        if file in ("igimages/store.py", "igimages/buckets.py"):
+            return "igimages: store, files"
         if file == "igimages/middlewares.py":
             return "igimages: downloader middlewares"
         if file.startswith(("igimages/inputs/", "igimages/spiders/")):

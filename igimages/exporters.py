@@ -71,10 +71,13 @@ class FeedNotStored(OSError):
 
 
 class _OneLineFeedErrors(logging.Filter):
+    """A feed that cannot be stored (full disk, bucket refusing) is one line, not a traceback."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, FeedNotStored):
-            record.msg, record.args = f"{record.getMessage()}: {exc}", ()
+        if exc is not None:
+            reason = (str(exc) or type(exc).__name__).splitlines()[0]
+            record.msg, record.args = f"{record.getMessage()}: {reason}", ()
             record.exc_info = record.exc_text = None
         return True
 

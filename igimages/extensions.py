@@ -5,17 +5,17 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import sys
 import time
-from contextlib import suppress
-from pathlib import Path
 from typing import Any, Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.misc import build_from_crawler, load_object
+from twisted.internet.defer import maybeDeferred
 
 from igimages.inputs import Shard
 from igimages.middlewares import DownloadGateMiddleware
@@ -101,7 +101,7 @@ class ImageProgress:
             text += f" ({slot}: {count}, limit {limit:.0f})"
         return text
 
-    def spider_closed(self, reason: str) -> None:
+    async def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
             self.task.stop()
         if self.live:
@@ -146,33 +146,43 @@ class ImageProgress:
             lines.append(f"  skipped {bad} bad posts (see the warnings above)")
         for uri in self.crawler.settings.getdict("FEEDS"):
             lines.append(f"  wrote {uri}")
-        if summary := self.write_summary(reason):
+        if summary := await self.write_summary(reason):
             lines.append(f"  summary in {summary}")
         logger.info("\n".join(lines))
 
-    def write_summary(self, reason: str) -> Path | None:
-        """Leave the run's counts as JSON for scripts (atomic write)."""
-        path = Path(
-            self.crawler.settings.get("IGIMAGES_SUMMARY_FILE")
-            or Path(self.crawler.settings["IMAGES_STORE"], "summary.json")
-        )
+    async def write_summary(self, reason: str) -> str | None:
+        """Leave the run's counts as JSON for scripts, through Scrapy's feed storages.
+
+        So it goes where the feeds go (a folder, s3://, gs://) and, like
+        them, replaces the previous summary only once written whole.
+        """
+        uri = self.crawler.settings["IGIMAGES_SUMMARY_FILE"]
         summary = {
             key.removeprefix("igimages/"): value
             for key, value in self.stats.get_stats().items()
             if key.startswith("igimages/")
         }
         summary["finish_reason"] = reason
-        tmp = path.with_name(f".{path.name}.part")
+        text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+        storages = self.crawler.settings.getwithbase("FEED_STORAGES")
+        scheme = uri.partition("://")[0] if "://" in uri else ""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, path)
-        except OSError as exc:  # a full disk: say so in one line, keep the old one
-            with suppress(OSError):
-                tmp.unlink()
-            logger.error("Cannot write the summary %s: %s", path, exc.strerror or exc)
+            storage_class = load_object(storages[scheme])
+            storage = build_from_crawler(
+                storage_class, self.crawler, uri, feed_options={"overwrite": True}
+            )
+            file = storage.open(self.crawler.spider)
+            file.write(text.encode())
+            await maybe_deferred_to_future(maybeDeferred(storage.store, file))
+        except Exception as exc:  # a full disk, a bucket refusing: one line, the old one stays
+            logger.error("Cannot write the summary %s: %s", uri, _one_line(exc))
             return None
-        return path
+        return uri
+
+
+def _one_line(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0]
 
 
 class PromptClose:

@@ -13,7 +13,21 @@ from __future__ import annotations
 from typing import ClassVar
 
 from scrapy.core.downloader.handlers._aiohttp import AiohttpDownloadHandler
+from scrapy.crawler import Crawler
+
+from igimages.addresses import GuardedResolver
 
 
 class ImageDownloadHandler(AiohttpDownloadHandler):
+    """Scrapy's aiohttp handler, resolving names through ``GuardedResolver``."""
+
     experimental: ClassVar[bool] = False
+    # Made at the first request: a crawl that cannot start (a store that cannot
+    # be opened) then leaves no client session open.
+    lazy: ClassVar[bool] = True
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        # Scrapy builds the connector itself and aiohttp offers no setter.
+        connector = self._session.connector
+        connector._resolver = GuardedResolver(connector._resolver)  # type: ignore[union-attr]

@@ -9,7 +9,9 @@ image archive needs done differently (see the project's notes on Scrapy):
   the bytes and the key from a URL part that survives re-scrapes;
 * what is already stored is found in the store's index, without a request
   and without reading the file;
-* identical bytes are stored once, other places become hard links;
+* the store is a folder or a bucket (``igimages.store``, ``igimages.buckets``);
+  identical bytes are stored once, other places become hard links or
+  server-side copies;
 * every failure keeps its real reason instead of a bare ``FileException``.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -28,15 +31,18 @@ from scrapy.exceptions import DropItem
 from scrapy.http import Response
 from scrapy.pipelines.files import FilesPipeline
 from scrapy.pipelines.media import FileException, MediaPipeline
-from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from igimages import signals as igimages_signals
+from igimages.addresses import judge_url
+from igimages.buckets import GCSStore, S3Store, configure_buckets
 from igimages.items import Post
-from igimages.keys import image_key, is_http_url, is_signed_cdn, link_expiry, safe_post_dir
+from igimages.keys import image_key, is_signed_cdn, link_expiry, safe_post_dir
 from igimages.reasons import failure_reason
-from igimages.store import ImageStore, StoredImage, StoreError
+from igimages.store import FolderStore, ImageStore, StoredImage, StoreError
 from igimages.validation import ImageInfo, ImageRejected, inspect_image
 
 logger = logging.getLogger(__name__)
@@ -86,7 +92,12 @@ class _HideHandledFailures(logging.Filter):
 
 
 class PostImagesPipeline(FilesPipeline):
-    STORE_SCHEMES = {"": ImageStore, "file": ImageStore}  # noqa: RUF012
+    STORE_SCHEMES = {  # noqa: RUF012
+        "": FolderStore,
+        "file": FolderStore,
+        "s3": S3Store,
+        "gs": GCSStore,
+    }
     LOG_FAILED_RESULTS = False
 
     store: ImageStore
@@ -101,25 +112,45 @@ class PostImagesPipeline(FilesPipeline):
         self.stats = crawler.stats
         self.store_error: StoreError | None = None
         self._log_filter = _HideHandledFailures()
+        # Uploads of new content under way, by sha256: the same bytes arriving
+        # meanwhile wait for them and become a copy, not a second upload.
+        self._saving: dict[str, Deferred[None]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
+        configure_buckets(crawler.settings)
         return cls(crawler.settings["IMAGES_STORE"], crawler=crawler)
+
+    def _get_store(self, uri: str) -> ImageStore:
+        scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+        if scheme not in self.STORE_SCHEMES:
+            raise StoreError(
+                f"IMAGES_STORE={uri}: {scheme}:// is not supported; give a folder, "
+                "file://PATH, s3://BUCKET/PREFIX/ or gs://BUCKET/PREFIX/"
+            )
+        if scheme in ("s3", "gs") and not uri.endswith("/"):
+            uri += "/"  # a prefix names a folder of objects, as Scrapy's stores expect
+        return self.STORE_SCHEMES[scheme](uri)
 
     def open_spider(self) -> None:
         super().open_spider()
         self.spiderinfo.downloaded = _NoResultCache()
         logging.getLogger("scrapy.pipelines.media").addFilter(self._log_filter)
 
-    def close_spider(self) -> None:
+    async def close_spider(self) -> None:
         logging.getLogger("scrapy.pipelines.media").removeFilter(self._log_filter)
-        self.store.close()
+        try:
+            await self.store.close()
+        except StoreError as exc:
+            self._stop_on_store_error(exc)
 
     async def process_item(self, item: Post) -> Post:
         if item.resumed:  # finished in an earlier run of this job
             self._count(item, interrupted=False)
             return item
-        return await super().process_item(item)
+        # MediaPipeline returns what item_completed returns: here a coroutine.
+        completed = await super().process_item(item)
+        return await completed
 
     # Requests
 
@@ -135,8 +166,8 @@ class PostImagesPipeline(FilesPipeline):
         for index, url in enumerate(item.image_urls):
             position = item.position(index)
             failure = None
-            if not is_http_url(url):
-                failure = ImageFailed("unsupported_scheme", url.partition(":")[0])
+            if verdict := judge_url(url):
+                failure = ImageFailed(*verdict)
             else:
                 target = ImageTarget(post_dir, position, image_key(url, self.path_key_hosts))
                 try:
@@ -146,11 +177,11 @@ class PostImagesPipeline(FilesPipeline):
             item.images.append(None if failure is None else _failed(url, position, failure))
         return requests
 
-    def media_to_download(
+    async def media_to_download(
         self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
     ) -> dict[str, Any] | None:
         target: ImageTarget = request.meta["igimages"]
-        stored = self.store.find_by_key(target.key, target.post_dir, target.position)
+        stored = self.store.index.find_by_key(target.key, target.post_dir, target.position)
         if stored is not None and (stored.post, stored.position) == (
             target.post_dir,
             target.position,
@@ -159,7 +190,7 @@ class PostImagesPipeline(FilesPipeline):
         if (adopted := self._adopt(target)) is not None:
             return _result(adopted, "cached", request.url)
         if stored is not None:
-            return self._place(stored, target, request.url)
+            return await self._place(stored, target, request.url)
         if (expiry := link_expiry(request.url, self.path_key_hosts)) and expiry < time.time():
             # Not worth a request: the CDN refuses it; only a new scrape helps.
             raise ImageFailed("expired", f"signed link expired {_utc(expiry)}")
@@ -170,18 +201,18 @@ class PostImagesPipeline(FilesPipeline):
         path = self.store.find_unindexed(target.post_dir, f"{target.position}_{target.key}.")
         if path is None:
             return None
-        body = (self.store.basedir / path).read_bytes()
+        body = self.store.read(path)
         try:
             image = inspect_image(body)
         except ImageRejected:
             return None  # fetch it again; the new file replaces this one
         stored = _describe(target, body, image, path)
-        self.store.record(stored)
+        self.store.index.record(stored)
         return stored
 
     # Outcomes
 
-    def media_downloaded(
+    async def media_downloaded(
         self,
         response: Response,
         request: Request,
@@ -203,12 +234,18 @@ class PostImagesPipeline(FilesPipeline):
         except ImageRejected as exc:
             raise ImageFailed(exc.reason, exc.detail, attempts=target.attempts) from exc
         stored = _describe(target, body, image)
-        same = self.store.find_by_sha256(stored.sha256)
+        while (saving := self._saving.get(stored.sha256)) is not None:
+            await maybe_deferred_to_future(saving)
+        same = self.store.index.find_by_sha256(stored.sha256)
         if same is not None and same.path != stored.path:
-            result = self._place(same, target, request.url)
+            result = await self._place(same, target, request.url)
         else:
-            self.store.write(stored.path, body)
-            self.store.record(stored)
+            self._saving[stored.sha256] = saving = Deferred()
+            try:
+                await self.store.save(stored, body)
+            finally:
+                del self._saving[stored.sha256]
+                saving.callback(None)
             result = _result(stored, "downloaded", request.url)
         return {**result, "attempts": target.attempts}
 
@@ -241,30 +278,33 @@ class PostImagesPipeline(FilesPipeline):
         self.store_error = exc
         logger.error(
             "Stopping: %s. Nothing stored so far is lost; make room (or fix the "
-            "folder's permissions) and run the same command again.",
+            "store's permissions or endpoint) and run the same command again.",
             exc,
         )
         self.crawler.signals.send_catch_log(igimages_signals.stop_downloads)
         deferred_from_coro(self.crawler.engine.close_spider_async(reason="store_error"))
 
-    def _place(self, source: StoredImage, target: ImageTarget, url: str) -> dict[str, Any]:
+    async def _place(self, source: StoredImage, target: ImageTarget, url: str) -> dict[str, Any]:
         """Give ``target`` the content already stored at ``source``: a duplicate."""
         extension = source.path.rpartition(".")[2]
         path = f"{target.post_dir}/{target.position}_{target.key}.{extension}"
         if path == source.path:
             return _result(source, "cached", url)
-        if (stored := self.store.lookup(target.post_dir, target.position, target.key)) is not None:
+        index = self.store.index
+        if (stored := index.lookup(target.post_dir, target.position, target.key)) is not None:
             return _result(stored, "cached", url)  # it shared another post's request
-        self.store.link(source.path, path)
         placed = replace(
             source, post=target.post_dir, position=target.position, key=target.key, path=path
         )
-        self.store.record(placed)
+        await self.store.place(source, placed)
         return {**_result(placed, "duplicate", url), "duplicate_of": source.path}
 
     def item_completed(
         self, results: list[tuple[bool, Any]], item: Post, info: MediaPipeline.SpiderInfo
-    ) -> Post:
+    ) -> Coroutine[Any, Any, Post]:
+        return self._completed(results, item)
+
+    async def _completed(self, results: list[tuple[bool, Any]], item: Post) -> Post:
         outcomes = iter(results)
         post_dir = safe_post_dir(item.id)
         for index, image in enumerate(item.images):
@@ -277,7 +317,11 @@ class PostImagesPipeline(FilesPipeline):
             elif not value["path"].startswith(f"{post_dir}/{position}_"):
                 # Shared with another post's request for the same URL in flight.
                 target = ImageTarget(post_dir, position, value["key"])
-                image = self._place(StoredImage(post="", **_stored_fields(value)), target, url)
+                shared = StoredImage(post="", **_stored_fields(value))
+                try:
+                    image = await self._place(shared, target, url)
+                except StoreError as exc:
+                    image = _failed(url, position, self._image_failed(exc))
             else:
                 image = value
             item.images[index] = image

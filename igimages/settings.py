@@ -17,6 +17,16 @@ STATS_DUMP = False  # the run summary (log and summary.json) says what matters
 # failures.jsonl beside them (unless FEEDS is set), and the store's index.
 IMAGES_STORE = "images"
 ITEM_PIPELINES = {"igimages.pipelines.PostImagesPipeline": 300}
+# IMAGES_STORE may be a bucket: s3://BUCKET/PREFIX/ (AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_REGION_NAME, AWS_ENDPOINT_URL for S3-compatible
+# services, or the usual environment and credential files) or
+# gs://BUCKET/PREFIX/ (GCS_PROJECT_ID, application default credentials).
+# Feeds and the summary then go into the bucket too. Uploads run in this many
+# threads; the index is kept in IGIMAGES_STATE_DIR (default: the user's cache
+# folder) and mirrored into the bucket every SYNC_INTERVAL seconds and at the end.
+IGIMAGES_STORE_UPLOADS = 16
+IGIMAGES_STATE_DIR = ""
+IGIMAGES_INDEX_SYNC_INTERVAL = 60.0
 # With -s JOBDIR=DIR, finished posts are remembered there and not gone
 # through again when the job is resumed.
 SPIDER_MIDDLEWARES = {"igimages.resume.JobResumeMiddleware": 100}
@@ -45,6 +55,7 @@ IGIMAGES_PATH_KEY_HOSTS = ["cdninstagram.com", "fbcdn.net"]
 CONCURRENT_REQUESTS = 100
 CONCURRENT_REQUESTS_PER_DOMAIN = 100
 DOWNLOADER_MIDDLEWARES = {
+    "igimages.addresses.BlockedAddressMiddleware": 50,
     "igimages.middlewares.BackoffRetryMiddleware": 550,
     "igimages.middlewares.DownloadGateMiddleware": 950,
 }

@@ -15,6 +15,16 @@ from typing import Any
 
 import pytest
 
+from tests.cloud import (
+    ApiFront,
+    GCSEmulator,
+    free_port,
+    gcs_command,
+    moto_command,
+    new_bucket_name,
+    s3_client,
+    server_process,
+)
 from tests.imageserver import ImageServer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -150,3 +160,101 @@ def crawl(store: Path):
         return CrawlResult(completed.returncode, completed.stderr, out)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory) -> Iterator[ApiFront]:
+    """moto's S3 server, once per session, behind a front that records each call."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with server_process(moto_command(port), port, log):
+        front = ApiFront(port)
+        yield front
+        front.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory) -> Iterator[GCSEmulator]:
+    """The GCS emulator, once per session, behind a front that records each call."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gcs") / "gcs.log"
+    with server_process(gcs_command(port), port, log):
+        front = ApiFront(port)
+        yield GCSEmulator(front)
+        front.stop()
+
+
+@dataclass
+class Bucket:
+    """A new, empty bucket for one test, and the crawl settings that reach it."""
+
+    uri: str
+    name: str
+    settings: list[str]
+    env: dict[str, str]
+    client: Any
+    state_dir: Path
+
+    def objects(self) -> dict[str, bytes]:
+        raise NotImplementedError
+
+
+SECRET = "igimages-test-secret-Zq81"  # must never show in a log, a feed or a summary
+
+
+@pytest.fixture
+def s3_bucket(moto, tmp_path) -> S3Bucket:
+    name = new_bucket_name()
+    client = s3_client(moto.endpoint, secret=SECRET)
+    client.create_bucket(Bucket=name)
+    state = tmp_path / "state"
+    settings = [
+        f"AWS_ENDPOINT_URL={moto.endpoint}",
+        "AWS_ACCESS_KEY_ID=test",
+        f"AWS_SECRET_ACCESS_KEY={SECRET}",
+        "AWS_REGION_NAME=us-east-1",
+        f"IGIMAGES_STATE_DIR={state}",
+    ]
+    env = crawl_env(AWS_MAX_ATTEMPTS="2", AWS_RETRY_MODE="standard")
+    return S3Bucket(f"s3://{name}/job/", name, settings, env, client, state, moto)
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator, tmp_path) -> GCSBucket:
+    name = new_bucket_name()
+    client = gcs_emulator.client()
+    client.create_bucket(name)
+    state = tmp_path / "state"
+    settings = ["GCS_PROJECT_ID=test", f"IGIMAGES_STATE_DIR={state}"]
+    env = crawl_env(STORAGE_EMULATOR_HOST=gcs_emulator.host)
+    return GCSBucket(f"gs://{name}/job/", name, settings, env, client, state, gcs_emulator)
+
+
+@dataclass
+class S3Bucket(Bucket):
+    front: ApiFront
+
+    def objects(self) -> dict[str, bytes]:
+        """Every object under the job's prefix, read back through the API."""
+        direct = s3_client(f"http://127.0.0.1:{self.front.backend_port}")
+        listed = direct.list_objects_v2(Bucket=self.name, Prefix="job/").get("Contents", [])
+        return {
+            o["Key"].removeprefix("job/"): direct.get_object(Bucket=self.name, Key=o["Key"])[
+                "Body"
+            ].read()
+            for o in listed
+        }
+
+    def calls(self) -> list[Any]:
+        return self.front.calls_to(self.name)
+
+
+@dataclass
+class GCSBucket(Bucket):
+    emulator: GCSEmulator
+
+    def objects(self) -> dict[str, bytes]:
+        return {
+            blob.name.removeprefix("job/"): blob.download_as_bytes()
+            for blob in self.client.list_blobs(self.name, prefix="job/")
+        }

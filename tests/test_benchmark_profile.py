@@ -36,11 +36,12 @@ def cpu_profile():
         ),
         (f"{DOWNLOADED};_describe (igimages/pipelines.py:390)", "igimages: sha256"),
         (
-            f"{DOWNLOADED};ImageStore.write (igimages/store.py:120);__exit__ (contextlib.py:144)",
+            f"{DOWNLOADED};FolderStore.write (igimages/store.py:120);__exit__ (contextlib.py:144)",
             "igimages: store, files",
         ),
         (
-            f"{DOWNLOADED};ImageStore.record (igimages/store.py:160)",
+            f"{DOWNLOADED};FolderStore.save (igimages/store.py:100);"
+            "ImageIndex.record (igimages/index.py:90)",
             "igimages: store, index (SQLite)",
         ),
         (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from igimages.store import ImageStore
+from igimages.store import FolderStore
 from tests import images
 from tests.conftest import (
     PROJECT_ROOT,
@@ -201,7 +201,7 @@ def test_files_the_index_lacks_are_adopted_and_damaged_ones_fetched_again(
     ]
     stored = [(second.store / i["path"]).read_bytes() for i in second.manifest["x"]["images"]]
     assert stored == bodies
-    index = ImageStore(str(second.store))  # the adopted files are in it again
+    index = FolderStore(str(second.store)).index  # the adopted files are in it again
     assert all(index.lookup("x", i["position"], i["key"]) for i in second.manifest["x"]["images"])
     index.close()
 

@@ -30,7 +30,7 @@ from igimages.inputs.seed import Seed
 from igimages.keys import image_key, safe_post_dir
 from igimages.middlewares import DownloadAborted
 from igimages.reasons import failure_reason
-from igimages.store import INDEX_DIR, ImageStore, StoredImage
+from igimages.store import INDEX_DIR, FolderStore, StoredImage
 from igimages.validation import ImageRejected, inspect_image
 from tests import images
 
@@ -155,12 +155,12 @@ def test_a_new_store_opens_while_another_process_holds_its_index(tmp_path):
     other.execute("CREATE TABLE other (x)")
     threading.Timer(0.3, other.execute, ["COMMIT"]).start()
 
-    store = ImageStore(str(tmp_path))
+    store = FolderStore(str(tmp_path))
     image = StoredImage("p", 0, "k", "p/0_k.jpg", "0" * 64, 3, 1, 1, "JPEG")
     store.write(image.path, b"abc")
-    store.record(image)
-    assert store.lookup("p", 0, "k") == image
-    store.close()
+    store.index.record(image)
+    assert store.index.lookup("p", 0, "k") == image
+    store.index.close()
     other.close()
 
 

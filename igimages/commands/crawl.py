@@ -10,14 +10,17 @@ nothing is downloaded or written.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
+from igimages import redact
 from igimages.inputs import InputSpec, PostsFileError, PostSource, Shard, survey
 from igimages.plan import make_plan
+from igimages.store import StoreError
 
 EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
 
@@ -25,6 +28,7 @@ EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
 class Command(ScrapyCrawlCommand):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
+        redact.install()
         try:
             shard = Shard.from_setting(self.settings.get("IGIMAGES_SHARD"))
         except ValueError as exc:
@@ -54,7 +58,8 @@ class Command(ScrapyCrawlCommand):
             return
         assert self.crawler_process is not None
         crawler = self._create_crawler(args[0])
-        self.crawler_process.crawl(crawler, **opts.spargs, survey=found, source=source)
+        task = self.crawler_process.crawl(crawler, **opts.spargs, survey=found, source=source)
+        task.add_done_callback(_say_why_it_could_not_start)
         self.crawler_process.start()
         stats = crawler.stats.get_stats() if crawler.stats else {}
         if self.crawler_process.bootstrap_failed:
@@ -65,3 +70,9 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STOPPED
         elif stats.get("igimages/images/failed"):
             self.exitcode = EXIT_SOME_FAILED
+
+
+def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:
+    """A store that cannot be opened (bad scheme, no bucket, denied): one line, not a traceback."""
+    if not task.cancelled() and isinstance(error := task.exception(), StoreError):
+        print(f"error: {error}", file=sys.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Self
 
 from scrapy import Spider, signals
@@ -16,6 +15,7 @@ from twisted.internet.defer import Deferred
 
 from igimages.inputs import InputSpec, PostsFileError, PostSource, Shard, Skipped, Survey
 from igimages.items import Post
+from igimages.store import store_file
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,12 @@ class PostImagesSpider(Spider):
         super().update_settings(settings)
         shard = Shard.from_setting(settings.get("IGIMAGES_SHARD"))
         suffix = f"-{shard}" if shard else ""
-        store = Path(settings["IMAGES_STORE"])
+        store = settings["IMAGES_STORE"]
         if not settings.getdict("FEEDS"):
             settings.set("FEEDS", default_feeds(store, suffix), priority="spider")
-        if shard is not None and not settings.get("IGIMAGES_SUMMARY_FILE"):
-            settings.set("IGIMAGES_SUMMARY_FILE", str(store / f"summary{suffix}.json"), "spider")
+        if not settings.get("IGIMAGES_SUMMARY_FILE"):
+            summary = store_file(store, f"summary{suffix}.json")
+            settings.set("IGIMAGES_SUMMARY_FILE", summary, "spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -103,15 +104,15 @@ class PostImagesSpider(Spider):
             freed.callback(None)
 
 
-def default_feeds(store: Path, suffix: str = "") -> dict[str, dict[str, Any]]:
-    """The manifest and the failure feed, beside the images."""
+def default_feeds(store: str, suffix: str = "") -> dict[str, dict[str, Any]]:
+    """The manifest and the failure feed, beside the images (in a bucket too)."""
     return {
-        str(store / f"manifest{suffix}.jsonl"): {
+        store_file(store, f"manifest{suffix}.jsonl"): {
             "format": "jsonlines",
             "overwrite": True,
             "fields": ["id", "url", "images"],
         },
-        str(store / f"failures{suffix}.jsonl"): {
+        store_file(store, f"failures{suffix}.jsonl"): {
             "format": "failures",
             "overwrite": True,
             "item_filter": "igimages.exporters.HasFailures",

@@ -1,0 +1,164 @@
+"""What a store holds: a small SQLite index of its images.
+
+Every store keeps one, so a later run can tell what is already stored, with
+its hash, size and dimensions, without reading an image again. A folder keeps
+it inside itself (``.igimages/index.sqlite3``); a bucket keeps it in a local
+state folder and mirrors it into the bucket (``igimages.buckets``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from pathlib import Path
+
+INDEX_DIR = ".igimages"
+INDEX_NAME = "index.sqlite3"
+
+
+class StoreError(Exception):
+    """The store cannot be written (disk full, read-only, bucket refusing writes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """One image in the store, as the index knows it."""
+
+    post: str
+    position: int
+    key: str
+    path: str  # relative to the store root, "/"-separated
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    format: str
+
+
+FIELDS = tuple(field.name for field in fields(StoredImage))
+_COLUMNS = ", ".join(FIELDS)
+_row = attrgetter(*FIELDS)  # astuple() deep-copies
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    post TEXT NOT NULL, position INTEGER NOT NULL, key TEXT NOT NULL,
+    path TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, format TEXT NOT NULL,
+    PRIMARY KEY (post, position, key)
+);
+CREATE INDEX IF NOT EXISTS images_sha256 ON images (sha256);
+CREATE INDEX IF NOT EXISTS images_key ON images (key);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class ImageIndex:
+    """Look-ups and records; ``intact`` says whether an image is still really there.
+
+    Each look-up returns the first intact match, so an image deleted or
+    damaged by hand is fetched again rather than trusted.
+    """
+
+    def __init__(self, path: Path, intact: Callable[[StoredImage], bool], where: str) -> None:
+        self.path = path
+        self._intact = intact
+        self._where = where
+        self._db = _open(path)
+
+    def lookup(self, post: str, position: int, key: str) -> StoredImage | None:
+        return self._first("post = ? AND position = ? AND key = ?", (post, position, key))
+
+    def find_by_key(self, key: str, post: str, position: int) -> StoredImage | None:
+        """The image stored under ``key``, for this post and position if it is there."""
+        first_this = "ORDER BY post = ? AND position = ? DESC"
+        return self._first(f"key = ? {first_this}", (key, post, position))
+
+    def find_by_sha256(self, sha256: str) -> StoredImage | None:
+        return self._first("sha256 = ?", (sha256,))
+
+    def _first(self, condition: str, args: tuple) -> StoredImage | None:
+        """The first intact image of those matching ``condition`` (WHERE and ORDER BY)."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE {condition} LIMIT 4", args)
+        for row in rows:
+            image = StoredImage(*row)
+            if self._intact(image):
+                return image
+        return None
+
+    def record(self, image: StoredImage) -> None:
+        self.record_all([image])
+
+    def record_all(self, images: Iterable[StoredImage]) -> None:
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    map(_row, images),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot update the index of {self._where}: {exc}") from exc
+
+    def forget(self, paths: Iterable[str]) -> None:
+        with self._transaction():
+            self._db.executemany("DELETE FROM images WHERE path = ?", ((p,) for p in paths))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def all(self) -> Iterator[StoredImage]:
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM images"):
+            yield StoredImage(*row)
+
+    def since(self, rowid: int) -> tuple[int, list[StoredImage]]:
+        """Images recorded after ``rowid`` (a replaced row gets a new one), and the last rowid."""
+        rows = self._db.execute(
+            f"SELECT rowid, {_COLUMNS} FROM images WHERE rowid > ? ORDER BY rowid", (rowid,)
+        ).fetchall()
+        last = rows[-1][0] if rows else rowid
+        return last, [StoredImage(*row[1:]) for row in rows]
+
+    def get_state(self, name: str, default: str = "") -> str:
+        row = self._db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else default
+
+    def set_state(self, name: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, value))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _open(path: Path, timeout: float = 60) -> sqlite3.Connection:
+    """The index, in WAL mode, with its tables.
+
+    Each record is its own transaction (no fsync in WAL mode: ~50 us), so
+    several crawl processes can share the index without waiting long. When
+    they start together on a new folder, switching it to WAL needs the file
+    to itself, and SQLite then fails at once instead of waiting: so this waits.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            break
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.05)
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db

@@ -1,0 +1,238 @@
+"""Real object stores on loopback for the tests: moto's S3 server and a GCS emulator.
+
+``ApiFront`` sits between the crawl and either server: it forwards every
+request and records what the API was asked (an S3 upload and a server-side
+copy are both PUTs, the copy carries ``x-amz-copy-source``; a GCS upload
+names its object in its body), and it can refuse requests, as a bucket that
+stops accepting writes mid-crawl does.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+@contextmanager
+def server_process(command: list[str], port: int, log: Path, **env: str) -> Iterator[None]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+    try:
+        _wait_for_port(port, process)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    method: str
+    path: str  # unquoted
+    query: str
+    copy_source: str | None
+    body_start: bytes
+    status: int = 0
+
+    @property
+    def bucket(self) -> str:  # S3's path style: /bucket/key
+        return self.path.lstrip("/").partition("/")[0]
+
+    @property
+    def key(self) -> str:
+        return self.path.lstrip("/").partition("/")[2]
+
+    @property
+    def is_upload(self) -> bool:
+        return self.method == "PUT" and self.copy_source is None and bool(self.key)
+
+    @property
+    def is_copy(self) -> bool:
+        return self.method == "PUT" and self.copy_source is not None
+
+
+class ApiFront:
+    """A forwarding HTTP front for an object store's API server, recording each call."""
+
+    def __init__(self, backend_port: int) -> None:
+        self.backend_port = backend_port
+        self.calls: list[ApiCall] = []
+        self.refuse: Callable[[ApiCall], bool] = lambda call: False
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def calls_to(self, bucket: str) -> list[ApiCall]:
+        with self._lock:
+            return [call for call in self.calls if call.bucket == bucket]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self._read_body()
+                parts = urlsplit(self.path)
+                copy_source = self.headers["x-amz-copy-source"]
+                call = ApiCall(
+                    self.command, unquote(parts.path), parts.query, copy_source, body[:4096]
+                )
+                if front.refuse(call):
+                    payload = b"<Error><Code>ServiceUnavailable</Code></Error>"
+                    status, headers = 503, [("Content-Type", "application/xml")]
+                else:
+                    upstream = http.client.HTTPConnection(
+                        "127.0.0.1", front.backend_port, timeout=30
+                    )
+                    names = {"host", "content-length", "transfer-encoding", "connection"}
+                    headers_out = {k: v for k, v in self.headers.items() if k.lower() not in names}
+                    upstream.request(self.command, self.path, body=body, headers=headers_out)
+                    answer = upstream.getresponse()
+                    payload = answer.read()
+                    status = answer.status
+                    headers = [
+                        (k, v)
+                        for k, v in answer.getheaders()
+                        if k.lower() not in ("content-length", "transfer-encoding", "connection")
+                    ]
+                    upstream.close()
+                with front._lock:
+                    front.calls.append(replace(call, status=status))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def _read_body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        return Handler
+
+
+def s3_client(endpoint: str, key: str = "test", secret: str = "test") -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
+
+
+def new_bucket_name() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+class GCSEmulator:
+    """gcp-storage-emulator, in memory, seen through an ``ApiFront``."""
+
+    def __init__(self, front: ApiFront) -> None:
+        self.front = front
+        self.host = front.endpoint
+
+    def calls(self, bucket: str) -> list[ApiCall]:
+        return [c for c in self.front.calls if f"/b/{bucket}/" in f"{c.path}/"]
+
+    def uploaded(self, bucket: str) -> list[str]:
+        """The object names of the uploads started (multipart, or a resumable session)."""
+        names = []
+        for call in self.calls(bucket):
+            started = call.path.startswith("/upload/") and "upload_id" not in call.query
+            if started and (match := re.search(rb'"name":\s*"([^"]+)"', call.body_start)):
+                names.append(match[1].decode())
+        return names
+
+    def downloaded(self, bucket: str) -> list[str]:
+        return [c.path for c in self.calls(bucket) if "alt=media" in c.query]
+
+    def rewrites(self, bucket: str) -> list[str]:
+        return [c.path for c in self.calls(bucket) if "/rewriteTo/" in c.path]
+
+    def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        os.environ["STORAGE_EMULATOR_HOST"] = self.host
+        return storage.Client(project="test", credentials=AnonymousCredentials())
+
+
+def gcs_command(port: int) -> list[str]:
+    return [
+        str(VENV_BIN / "gcp-storage-emulator"),
+        "start",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--in-memory",
+    ]
+
+
+def moto_command(port: int) -> list[str]:
+    return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]

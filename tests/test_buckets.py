@@ -1,0 +1,302 @@
+"""Images straight into a bucket: moto's S3 server and a GCS emulator, on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from typing import Any
+
+import pytest
+
+from tests import images
+from tests.conftest import SECRET, sha256
+from tests.imageserver import Route
+
+EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
+
+
+def jsonl(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+@pytest.fixture
+def corpus(server, write_posts):
+    """Five posts: eight distinct images, two of them under a second URL, one 404."""
+    bodies = {f"/{n}.jpg": images.jpeg(seed=n) for n in range(8)}
+    urls = {path: server.add(path, body) for path, body in bodies.items()}
+    same = server.add("/copy-of-0.jpg", bodies["/0.jpg"])
+    same_again = server.add("/copy-of-5.jpg", bodies["/5.jpg"])
+    gone = server.add("/gone.jpg", Route(status=404))
+    posts = {
+        "a": [urls["/0.jpg"], urls["/1.jpg"], urls["/2.jpg"]],
+        "b": [urls["/3.jpg"], same],
+        "c": [urls["/4.jpg"], urls["/5.jpg"], gone],
+        "d": [urls["/6.jpg"], same_again],
+        "e": [urls["/7.jpg"]],
+    }
+    expected = {
+        ("a", 1): "/0.jpg", ("a", 2): "/1.jpg", ("a", 3): "/2.jpg",
+        ("b", 1): "/3.jpg", ("b", 2): "/0.jpg",
+        ("c", 1): "/4.jpg", ("c", 2): "/5.jpg",
+        ("d", 1): "/6.jpg", ("d", 2): "/5.jpg",
+        ("e", 1): "/7.jpg",
+    }  # fmt: skip
+    return write_posts(posts), bodies, expected
+
+
+def check_stored(objects: dict[str, bytes], bodies, expected) -> dict[str, Any]:
+    """Every image is in the bucket byte for byte; returns the manifest by post id."""
+    manifest = {post["id"]: post for post in jsonl(objects["manifest.jsonl"])}
+    assert sorted(manifest) == ["a", "b", "c", "d", "e"]
+    for (post_id, position), source in expected.items():
+        image = manifest[post_id]["images"][position - 1]
+        assert sha256(objects[image["path"]]) == sha256(bodies[source]) == image["sha256"]
+        assert image["path"].startswith(f"{post_id}/{position}_")
+    failures = jsonl(objects["failures.jsonl"])
+    assert [(f["post_id"], f["position"], f["reason"]) for f in failures] == [("c", 3, "http_404")]
+    return manifest
+
+
+def statuses(manifest: dict[str, Any]) -> list[str]:
+    return sorted(i["status"] for post in manifest.values() for i in post["images"])
+
+
+def no_secret_anywhere(result, objects: dict[str, bytes]) -> None:
+    assert SECRET not in result.stderr
+    for name, data in objects.items():
+        if not name.endswith((".jpg", ".gz")):
+            assert SECRET.encode() not in data, name
+
+
+def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests(
+    server, crawl, corpus, s3_bucket
+):
+    posts, bodies, expected = corpus
+    bucket = s3_bucket
+
+    first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert first.returncode == EXIT_SOME_FAILED, first.stderr[-3000:]
+    objects = bucket.objects()
+    manifest = check_stored(objects, bodies, expected)
+    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
+    image_calls = [c for c in bucket.calls() if c.key.startswith("job/") and "/." not in c.key]
+    uploads = [c.key for c in image_calls if c.is_upload and c.key.endswith(".jpg")]
+    copies = [c.key for c in image_calls if c.is_copy]
+    assert len(uploads) == len(set(uploads)) == 8  # one upload per distinct content
+    assert len(copies) == 2
+    assert {sha256(objects[k.removeprefix("job/")]) for k in uploads} == {
+        sha256(b) for b in bodies.values()
+    }
+    summary = json.loads(objects["summary.json"])
+    assert summary["finish_reason"] == "finished"
+    assert summary["images/downloaded"] == 8
+    assert summary["images/duplicate"] == 2
+    no_secret_anywhere(first, objects)
+    assert "(hidden)" in first.stderr  # the overridden settings were logged, masked
+
+    # Again: nothing is asked of the CDN, no image object is read.
+    server.reset_counters()
+    before = len(bucket.calls())
+    second = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert second.returncode == EXIT_SOME_FAILED, second.stderr[-3000:]
+    assert [r.path for r in server.requests] == ["/gone.jpg"]
+    calls = bucket.calls()[before:]
+    assert not [c for c in calls if c.method == "GET" and c.key.endswith(".jpg")]
+    assert not [c for c in calls if c.is_upload and c.key.endswith(".jpg")]
+    manifest = check_stored(bucket.objects(), bodies, expected)
+    assert statuses(manifest) == ["cached"] * 10 + ["failed"]
+
+    # A machine with no local state finds everything through the index's
+    # segments in the bucket: still no CDN request, no image object read.
+    shutil.rmtree(bucket.state_dir)
+    server.reset_counters()
+    before = len(bucket.calls())
+    third = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert third.returncode == EXIT_SOME_FAILED, third.stderr[-3000:]
+    assert [r.path for r in server.requests] == ["/gone.jpg"]
+    calls = bucket.calls()[before:]
+    assert not [c for c in calls if c.method in ("GET", "HEAD") and c.key.endswith(".jpg")]
+    assert [c for c in calls if c.method == "GET" and c.key.endswith(".jsonl.gz")]
+    assert statuses(check_stored(bucket.objects(), bodies, expected)) == ["cached"] * 10 + [
+        "failed"
+    ]
+
+
+def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(
+    server, crawl, corpus, s3_bucket
+):
+    # A run killed before it mirrored its index leaves objects no segment
+    # lists; one image deleted by hand must be fetched again.
+    posts, bodies, expected = corpus
+    bucket = s3_bucket
+    crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+    objects = bucket.objects()
+    manifest = {post["id"]: post for post in jsonl(objects["manifest.jsonl"])}
+    deleted = manifest["e"]["images"][0]["path"]
+    for name in [n for n in objects if n.startswith(".igimages/index/")] + [deleted]:
+        bucket.client.delete_object(Bucket=bucket.name, Key=f"job/{name}")
+    shutil.rmtree(bucket.state_dir)
+    server.reset_counters()
+    before = len(bucket.calls())
+
+    rerun = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert rerun.returncode == EXIT_SOME_FAILED, rerun.stderr[-3000:]
+    assert sorted(r.path for r in server.requests) == ["/7.jpg", "/gone.jpg"]
+    calls = bucket.calls()[before:]
+    assert not [c for c in calls if c.method == "GET" and c.key.endswith(".jpg")]
+    assert [c for c in calls if c.method == "HEAD" and c.key.endswith(".jpg")]  # metadata only
+    manifest = check_stored(bucket.objects(), bodies, expected)
+    assert manifest["e"]["images"][0]["status"] == "downloaded"
+
+
+def test_gcs_stores_each_content_once_and_a_new_state_reads_no_image(
+    server, crawl, corpus, gcs_bucket
+):
+    posts, bodies, expected = corpus
+    bucket = gcs_bucket
+
+    first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert first.returncode == EXIT_SOME_FAILED, first.stderr[-3000:]
+    objects = bucket.objects()
+    manifest = check_stored(objects, bodies, expected)
+    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
+    emulator, name = bucket.emulator, bucket.name
+    uploaded = [n for n in emulator.uploaded(name) if n.endswith(".jpg")]
+    assert len(uploaded) == len(set(uploaded)) == 8  # one upload per distinct content
+    assert len(emulator.rewrites(name)) == 2
+    segments = [n for n in objects if n.startswith(".igimages/index/")]
+    mirrored = [
+        json.loads(line) for n in segments for line in gzip.decompress(objects[n]).splitlines()
+    ]
+    assert len(mirrored) == 10
+
+    shutil.rmtree(bucket.state_dir)
+    server.reset_counters()
+    emulator.front.calls.clear()
+    again = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert again.returncode == EXIT_SOME_FAILED, again.stderr[-3000:]
+    assert [r.path for r in server.requests] == ["/gone.jpg"]
+    assert not [p for p in emulator.downloaded(name) if p.endswith(".jpg")]  # no image read
+    assert not [n for n in emulator.uploaded(name) if n.endswith(".jpg")]
+    assert statuses(check_stored(bucket.objects(), bodies, expected)) == ["cached"] * 10 + [
+        "failed"
+    ]
+
+
+def test_uploads_that_keep_failing_stop_the_crawl_and_the_same_command_completes(
+    server, crawl, write_posts, s3_bucket
+):
+    bodies = {f"/{n}.png": images.noise_png(seed=n) for n in range(30)}
+    urls = [server.add(path, body) for path, body in bodies.items()]
+    posts = write_posts({f"p{n}": urls[n : n + 3] for n in range(0, 30, 3)})
+    bucket = s3_bucket
+    uploads = 0
+
+    def refuse_after_six(call) -> bool:
+        nonlocal uploads
+        if call.is_upload and call.key.endswith(".png"):
+            uploads += 1
+        return uploads > 6
+
+    bucket.front.refuse = refuse_after_six
+    try:
+        stopped = crawl(
+            posts, *bucket.settings, "CONCURRENT_REQUESTS=2", env=bucket.env, target=bucket.uri
+        )
+    finally:
+        bucket.front.refuse = lambda call: False
+
+    assert stopped.returncode == EXIT_STOPPED, stopped.stderr[-3000:]
+    errors = [line for line in stopped.stderr.splitlines() if "Stopping:" in line]
+    assert len(errors) == 1, stopped.stderr[-3000:]
+    assert "run the same command again" in errors[0]
+    assert "Traceback" not in stopped.stderr, stopped.stderr[-5000:]
+    objects = bucket.objects()
+    stored = [name for name in objects if name.endswith(".png")]
+    assert stored, "some images were stored before the bucket refused"
+    for name in stored:  # whatever is there is whole
+        assert objects[name] in bodies.values()
+    assert "manifest.jsonl" not in objects  # its upload was refused too: no half feed
+
+    server.reset_counters()
+    done = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    objects = bucket.objects()
+    manifest = {post["id"]: post for post in jsonl(objects["manifest.jsonl"])}
+    assert len(manifest) == 10
+    for post_id, post in manifest.items():
+        n = int(post_id[1:])
+        for k, image in enumerate(post["images"]):
+            assert objects[image["path"]] == bodies[f"/{n + k}.png"]
+    refetched = {r.path for r in server.requests}
+    assert not refetched & {f"/{name.rpartition('/')[2]}" for name in stored}
+    assert len(refetched) == 30 - len(stored)
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        ("ftp://host/images/", "ftp:// is not supported; give a folder"),
+        ("s3://no-such-bucket-here/x/", "no such bucket"),
+    ],
+)
+def test_a_store_that_cannot_be_used_is_one_line_before_any_download(
+    server, crawl, write_posts, s3_bucket, store, message
+):
+    posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
+
+    result = crawl(posts, *s3_bucket.settings, env=s3_bucket.env, target=store)
+
+    assert result.returncode == EXIT_STOPPED
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "Unclosed" not in result.stderr
+    assert server.requests == []
+
+
+def test_unreachable_endpoint_and_denied_access_are_one_line(server, crawl, write_posts, tmp_path):
+    from tests.cloud import free_port, moto_command, s3_client, server_process
+
+    posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
+    closed = free_port()
+    common = [
+        "AWS_ACCESS_KEY_ID=nobody",
+        f"AWS_SECRET_ACCESS_KEY={SECRET}",
+        "AWS_REGION_NAME=us-east-1",
+        f"IGIMAGES_STATE_DIR={tmp_path / 'state'}",
+    ]
+    from tests.conftest import crawl_env
+
+    env = crawl_env(AWS_MAX_ATTEMPTS="1")
+    unreachable = crawl(
+        posts, f"AWS_ENDPOINT_URL=http://127.0.0.1:{closed}", *common, env=env, target="s3://b/x/"
+    )
+    # A server that checks credentials (moto with IAM enforced) and knows none of ours.
+    port = free_port()
+    with server_process(
+        moto_command(port), port, tmp_path / "moto.log", INITIAL_NO_AUTH_ACTION_COUNT="1"
+    ):
+        s3_client(f"http://127.0.0.1:{port}").create_bucket(Bucket="locked")
+        denied = crawl(
+            posts, f"AWS_ENDPOINT_URL=http://127.0.0.1:{port}", *common, env=env,
+            target="s3://locked/x/",
+        )  # fmt: skip
+
+    for result, message in ((unreachable, "Could not connect"), (denied, "403")):
+        assert result.returncode == EXIT_STOPPED
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1, result.stderr[-3000:]
+        assert message in lines[0]
+        assert "Traceback" not in result.stderr
+        assert SECRET not in result.stderr
+    assert server.requests == []
