@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import socket
@@ -53,8 +52,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--posts", type=int, default=550)
     parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
+    parser.add_argument(
+        "--uploads", default="16", help="IGIMAGES_STORE_UPLOADS values, comma-separated"
+    )
     args = parser.parse_args()
+    pools = [int(n) for n in args.uploads.split(",")]
     data = corpus.load(args.posts, args.images, 1)
     work = Path(tempfile.mkdtemp(prefix="igimages-bucket-", dir=ram_folder()))
     print(f"corpus: {len(data.posts)} posts, {data.references} images; outputs in {work}")
@@ -66,9 +68,68 @@ def main() -> None:
         stderr=subprocess.STDOUT,
     )
     server = Server(data.pool_dir, len(data.images), 0.1, 0.2)
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    s3 = _client(endpoint)
+    posts = work / "posts.json"
+    data.write_posts(posts, server.base_url)
+    expected = {image.sha256 for image in data.images}
+    stores = ["folder", *(f"s3-{n}" for n in pools)]
+    results: dict[str, list[tuple[float, float, float, float]]] = {store: [] for store in stores}
+    n = data.references
+    try:
+        warm_up()
+        for round_ in range(1, args.rounds + 1):
+            for store in stores:
+                uri, extra = str(work / f"{store}-r{round_}"), []
+                if store != "folder":
+                    uri = f"s3://bench/{store}-r{round_}/"
+                    extra = [
+                        f"AWS_ENDPOINT_URL={endpoint}", "AWS_ACCESS_KEY_ID=bench",
+                        "AWS_SECRET_ACCESS_KEY=bench", "AWS_REGION_NAME=us-east-1",
+                        f"IGIMAGES_STORE_UPLOADS={store.removeprefix('s3-')}",
+                        f"IGIMAGES_STATE_DIR={work / f'state-{store}-r{round_}'}",
+                    ]  # fmt: skip
+                moto_log.flush()
+                puts_before = _count_puts(work / "moto.log")
+                others_before = _cpu(moto.pid), _cpu(server.process.pid)
+                wall, cpu, status = crawl(posts, uri, extra)
+                moto_cpu = _cpu(moto.pid) - others_before[0]
+                server_cpu = _cpu(server.process.pid) - others_before[1]
+                problems = [] if status == 0 else [f"exit status {status}"]
+                line = (
+                    f"round {round_} {store:7} {n / wall:6.1f} img/s; CPU ms/img: crawl "
+                    f"{1000 * cpu / n:.2f}, S3 server {1000 * moto_cpu / n:.2f}, "
+                    f"image server {1000 * server_cpu / n:.2f}"
+                )
+                if store != "folder":
+                    stored = _check_bucket(s3, uri.removeprefix("s3://bench/"), expected, problems)
+                    puts = _count_puts(work / "moto.log") - puts_before
+                    line += f"; {stored} objects, {puts} PUTs (uploads and copies)"
+                print(line + (f"  PROBLEMS: {problems}" if problems else ""), flush=True)
+                results[store].append(
+                    (n / wall, 1000 * cpu / n, 1000 * moto_cpu / n, 1000 * server_cpu / n)
+                )
+    finally:
+        server.stop()
+        moto.terminate()
+        moto.wait(10)
+    folder = statistics.median(r[0] for r in results["folder"])
+    print("\nmedians (img/s; CPU ms per image: crawl, S3 server, image server):")
+    for store in stores:
+        rate, crawl_cpu, moto_cpu, server_cpu = (
+            statistics.median(r[i] for r in results[store]) for i in range(4)
+        )
+        met = "met" if rate >= 0.8 * folder else "NOT MET"
+        verdict = "" if store == "folder" else f"  = {rate / folder:.2f}x folder [{met}: 0.8x]"
+        print(
+            f"  {store:7} {rate:6.1f}; {crawl_cpu:.2f}, {moto_cpu:.2f}, {server_cpu:.2f}{verdict}"
+        )
+    print(f"outputs: {'ram' if work.parent == RAM else 'disk'}")
+
+
+def _client(endpoint: str):
     import botocore.session
 
-    endpoint = f"http://127.0.0.1:{moto_port}"
     s3 = botocore.session.get_session().create_client(
         "s3", endpoint_url=endpoint, aws_access_key_id="bench",
         aws_secret_access_key="bench", region_name="us-east-1",
@@ -76,61 +137,16 @@ def main() -> None:
     for _ in range(100):
         try:
             s3.create_bucket(Bucket="bench")
-            break
+            return s3
         except Exception:
             time.sleep(0.1)
-    s3_settings = [
-        f"AWS_ENDPOINT_URL={endpoint}", "AWS_ACCESS_KEY_ID=bench",
-        "AWS_SECRET_ACCESS_KEY=bench", "AWS_REGION_NAME=us-east-1",
-        f"IGIMAGES_STORE_UPLOADS={args.uploads}",
-    ]  # fmt: skip
-    posts = work / "posts.json"
-    data.write_posts(posts, server.base_url)
-    expected = {image.sha256 for image in data.images}
-    results: dict[str, list[tuple[float, float]]] = {"folder": [], "s3": []}
-    try:
-        warm_up()
-        for round_ in range(1, args.rounds + 1):
-            for store in ("folder", "s3"):
-                server.stats()
-                if store == "folder":
-                    uri, extra = str(work / f"folder-r{round_}"), []
-                else:
-                    state = work / f"state-r{round_}"
-                    uri, extra = (
-                        f"s3://bench/r{round_}/",
-                        [*s3_settings, f"IGIMAGES_STATE_DIR={state}"],
-                    )
-                moto_log.flush()
-                puts_before = _count_puts(work / "moto.log")
-                wall, cpu, status = crawl(posts, uri, extra)
-                seen = server.stats()
-                problems = [] if status == 0 else [f"exit status {status}"]
-                line = f"round {round_} {store:6} {data.references / wall:7.1f} img/s, "
-                line += f"{1000 * cpu / data.references:.2f} CPU ms/img, wall {wall:.2f} s"
-                if store == "s3":
-                    stored = _check_bucket(s3, f"r{round_}/", expected, problems)
-                    puts = _count_puts(work / "moto.log") - puts_before
-                    line += f", {stored} objects, {puts} PUTs (uploads and copies)"
-                line += f", {seen.get('requests', '?')} requests" + (
-                    f"  PROBLEMS: {problems}" if problems else ""
-                )
-                print(line, flush=True)
-                results[store].append((data.references / wall, 1000 * cpu / data.references))
-    finally:
-        server.stop()
-        moto.terminate()
-        moto.wait(10)
-    folder = statistics.median(rate for rate, _ in results["folder"])
-    bucket = statistics.median(rate for rate, _ in results["s3"])
-    print(
-        f"\nmedians: folder {folder:.1f} img/s, s3 {bucket:.1f} img/s: "
-        f"s3 = {bucket / folder:.2f}x folder (target 0.8x) "
-        f"[{'met' if bucket >= 0.8 * folder else 'NOT MET'}]; CPU ms/img "
-        f"{statistics.median(c for _, c in results['folder']):.2f} vs "
-        f"{statistics.median(c for _, c in results['s3']):.2f}"
-    )
-    print(json.dumps({"outputs": "ram" if work.parent == RAM else "disk"}))
+    raise SystemExit("moto's S3 server did not start")
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _count_puts(log: Path) -> int:

@@ -37,7 +37,6 @@ from scrapy.pipelines.files import GCSFilesStore, S3FilesStore
 from scrapy.settings import BaseSettings
 from scrapy.utils.boto import _get_max_pool_connections
 from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -96,7 +95,7 @@ class BucketStore:
             self._read_segments()
             if fresh:
                 self._reconcile()
-            self.index.set_state("synced", str(self.index.since(0)[0]))
+            self.index.set_state("synced", str(self.index.last_rowid()))
         except BaseException:
             self._pool.stop()
             self.index.close()
@@ -133,7 +132,9 @@ class BucketStore:
             self.index.close()
 
     async def _in_thread(self, call: Callable[..., _T], *args: Any) -> _T:
-        return await maybe_deferred_to_future(deferToThreadPool(reactor, self._pool, call, *args))
+        return await maybe_deferred_to_future(
+            deferToThreadPool(_reactor(), self._pool, call, *args)
+        )
 
     # The index's mirror in the bucket. SQLite is read and written on the
     # event loop's thread only; the segment's upload runs in the pool.
@@ -144,7 +145,7 @@ class BucketStore:
         self._last_sync = time.monotonic()
         if (segment := self._next_segment()) is None:
             return
-        upload = deferToThreadPool(reactor, self._pool, self._put, *segment.upload)
+        upload = deferToThreadPool(_reactor(), self._pool, self._put, *segment.upload)
         upload.addCallback(lambda _: self._mirrored(segment))
         upload.addErrback(lambda _: None)  # tried again at the next interval and at close
         upload.addBoth(self._sync_finished)
@@ -195,8 +196,8 @@ class BucketStore:
     def _reconcile(self) -> None:
         """On a new state: forget what is gone, adopt what is stored but unrecorded."""
         listed = {path: (size, meta) for path, size, meta in self._list("") if _is_image(path)}
-        recorded = {image.path: image for image in self.index.all()}
-        gone = [p for p, image in recorded.items() if listed.get(p, (-1,))[0] != image.bytes]
+        recorded = self.index.sizes()
+        gone = [path for path, size in recorded.items() if listed.get(path, (-1,))[0] != size]
         self.index.forget(gone)
         adopted = []
         for path, (size, meta) in listed.items():
@@ -381,8 +382,25 @@ def configure_buckets(settings: BaseSettings) -> None:
     S3Store.AWS_MAX_POOL_CONNECTIONS = max(_get_max_pool_connections(settings), BucketStore.UPLOADS)
 
 
+def _reactor() -> Any:
+    # Imported when used: importing it installs a reactor, which is Scrapy's to choose.
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def is_bucket(uri: str) -> bool:
     return uri.partition("://")[0].lower() in ("s3", "gs") and "://" in uri
+
+
+def local_index_path(uri: str, settings: BaseSettings) -> Path:
+    """Where a run with these settings keeps the index of the bucket at ``uri``."""
+    uri = uri if uri.endswith("/") else f"{uri}/"
+    if uri.lower().startswith("s3://"):
+        endpoint = settings.get("AWS_ENDPOINT_URL") or "aws"
+    else:
+        endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "gcs")
+    return state_dir(uri, endpoint, settings.get("IGIMAGES_STATE_DIR") or "") / INDEX_NAME
 
 
 def state_dir(uri: str, endpoint: str, root: str = "") -> Path:

@@ -116,9 +116,12 @@ class ImageIndex:
             raise
         self._db.execute("COMMIT")
 
-    def all(self) -> Iterator[StoredImage]:
-        for row in self._db.execute(f"SELECT {_COLUMNS} FROM images"):
-            yield StoredImage(*row)
+    def sizes(self) -> dict[str, int]:
+        """Every recorded path and its size."""
+        return dict(self._db.execute("SELECT path, bytes FROM images"))
+
+    def last_rowid(self) -> int:
+        return self._db.execute("SELECT coalesce(max(rowid), 0) FROM images").fetchone()[0]
 
     def since(self, rowid: int) -> tuple[int, list[StoredImage]]:
         """Images recorded after ``rowid`` (a replaced row gets a new one), and the last rowid."""

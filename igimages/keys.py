@@ -47,10 +47,6 @@ def link_expiry(url: str, path_key_hosts: tuple[str, ...] = DEFAULT_PATH_KEY_HOS
         return None
 
 
-def is_http_url(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in ("http", "https")
-
-
 def safe_post_dir(post_id: str) -> str:
     """A folder name for ``post_id`` that cannot leave the store.
 

@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 from scrapy.settings import BaseSettings
 
+from igimages.addresses import judge_url
+from igimages.buckets import is_bucket, local_index_path
 from igimages.inputs import PostSource, Skipped
 from igimages.inputs.seen import SeenSet
-from igimages.keys import image_key, is_http_url, link_expiry
+from igimages.keys import image_key, link_expiry
 from igimages.store import INDEX_DIR
 
 #: A CDN image of a few hundred KB, request to last byte; the estimate's one guess.
@@ -61,7 +63,10 @@ class Plan:
             " a fresh scrape gives working ones)",
         ]
         if self.unsupported:
-            lines.append(f"  not http(s)      {self.unsupported:,}  (never requested)")
+            lines.append(
+                f"  not requested    {self.unsupported:,}  (not http(s), unparseable, or a"
+                " link-local or metadata address)"
+            )
         lines += [
             f"  to download      {self.to_download:,}  (distinct, not stored, not expired)",
             f"  estimated time   {_duration(self.seconds)} with {self.in_flight} downloads in"
@@ -73,12 +78,17 @@ class Plan:
 
 
 class StoredIndex:
-    """The store's index, read-only: which image keys are stored, intact."""
+    """The store's index, read-only: which image keys are stored, intact.
 
-    def __init__(self, store: Path) -> None:
+    A folder's files are checked for their size; a bucket's index (kept in
+    the local state) is trusted, as the crawl trusts it.
+    """
+
+    def __init__(self, store: Path, path: Path | None = None) -> None:
         self.store = store
+        self.check_files = path is None
         self.db: sqlite3.Connection | None = None
-        path = (store / INDEX_DIR / "index.sqlite3").absolute()
+        path = (path or store / INDEX_DIR / "index.sqlite3").absolute()
         if path.exists():
             # With no write-ahead log beside it, everything is in the file:
             # "immutable" reads it without creating the log's companion files.
@@ -95,7 +105,7 @@ class StoredIndex:
         if self.db is None:
             return False
         rows = self.db.execute("SELECT path, bytes FROM images WHERE key = ? LIMIT 4", (key,))
-        return any(_size(self.store / path) == size for path, size in rows)
+        return any(not self.check_files or _size(self.store / p) == size for p, size in rows)
 
     def close(self) -> None:
         if self.db is not None:
@@ -104,9 +114,10 @@ class StoredIndex:
 
 def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
     signed_hosts = tuple(settings.getlist("IGIMAGES_PATH_KEY_HOSTS"))
-    store = Path(settings["IMAGES_STORE"])
-    index = StoredIndex(store)
-    plan = Plan(source.describe(), index=f"index of {store}" if index.db else "")
+    uri = settings["IMAGES_STORE"]
+    store = Path(uri)
+    index = StoredIndex(store, local_index_path(uri, settings) if is_bucket(uri) else None)
+    plan = Plan(source.describe(), index=f"index of {uri}" if index.db else "")
     urls, keys, hosts, now = SeenSet(), SeenSet(), set(), time.time()
     try:
         for entry in source.entries(settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")):
@@ -120,7 +131,7 @@ def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
             for url in entry.image_urls:
                 plan.images += 1
                 urls.add(url)
-                if not is_http_url(url):
+                if judge_url(url) is not None:
                     plan.unsupported += 1
                     continue
                 hosts.add(urlsplit(url).hostname)

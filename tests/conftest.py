@@ -45,6 +45,7 @@ class CrawlResult:
     returncode: int
     stderr: str
     store: Path
+    stdout: str = ""
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -69,8 +70,12 @@ class CrawlResult:
         return (self.store / self.image(post_id, position)["path"]).read_bytes()
 
 
-def crawl_command(posts: Path | str, store: Path, *settings: str) -> list[str]:
+def crawl_command(
+    posts: Path | str, store: Path, *settings: str, args: tuple[str, ...] = ()
+) -> list[str]:
     command = [sys.executable, "-m", "scrapy", "crawl", "post_images", "-a", f"posts={posts}"]
+    for arg in args:
+        command += ["-a", arg]
     command += ["-s", f"IMAGES_STORE={store}", "-s", "LOG_LEVEL=INFO"]
     for setting in settings:
         command += ["-s", setting]
@@ -145,11 +150,12 @@ def crawl(store: Path):
         *settings: str,
         env: dict[str, str] | None = None,
         timeout: float = 90,
-        target: Path | None = None,
+        target: Path | str | None = None,
+        args: list[str] | None = None,
     ) -> CrawlResult:
         out = target or store
         completed = subprocess.run(
-            crawl_command(posts, out, *settings),
+            crawl_command(posts, out, *settings, args=tuple(args or ())),
             cwd=PROJECT_ROOT,
             env=env or crawl_env(),
             capture_output=True,
@@ -157,7 +163,7 @@ def crawl(store: Path):
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
-        return CrawlResult(completed.returncode, completed.stderr, out)
+        return CrawlResult(completed.returncode, completed.stderr, out, completed.stdout)
 
     return run
 

@@ -108,6 +108,9 @@ def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests
     assert not [c for c in calls if c.is_upload and c.key.endswith(".jpg")]
     manifest = check_stored(bucket.objects(), bodies, expected)
     assert statuses(manifest) == ["cached"] * 10 + ["failed"]
+    plan = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri, args=["plan=1"])
+    assert "already stored   10 " in plan.stdout, plan.stdout
+    assert "to download      1 " in plan.stdout  # the 404, which a run would try again
 
     # A machine with no local state finds everything through the index's
     # segments in the bucket: still no CDN request, no image object read.
