@@ -84,7 +84,6 @@ class BucketStore:
         self._pool = ThreadPool(minthreads=0, maxthreads=self.UPLOADS, name="igimages-store")
         self._pool.start()
         state = state_dir(self.uri, self.endpoint, self.STATE_DIR)
-        fresh = not (state / INDEX_NAME).exists()
         self.index = ImageIndex(state / INDEX_NAME, lambda image: True, self.uri)
         self._last_sync = time.monotonic()
         self._syncing: Deferred[None] | None = None
@@ -93,8 +92,9 @@ class BucketStore:
             self._put(PROBE, b"", {}, "text/plain")  # refused writes show now, not mid-crawl
             self._sync_now()  # what a killed run here recorded but did not mirror
             self._read_segments()
-            if fresh:
+            if self.index.get_state("reconciled") != "yes":  # a new state
                 self._reconcile()
+                self.index.set_state("reconciled", "yes")
             self.index.set_state("synced", str(self.index.last_rowid()))
         except BaseException:
             self._pool.stop()

@@ -82,12 +82,14 @@ def crawl_command(
     return command
 
 
-def start_crawl(posts: Path | str, store: Path, *settings: str) -> subprocess.Popen:
+def start_crawl(
+    posts: Path | str, store: Path | str, *settings: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """A crawl in the background, for tests that stop or kill it midway."""
     return subprocess.Popen(
         crawl_command(posts, store, *settings),
         cwd=PROJECT_ROOT,
-        env=crawl_env(),
+        env=env or crawl_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests import images
-from tests.conftest import SECRET, sha256
+from tests.conftest import SECRET, sha256, start_crawl, wait_until
 from tests.imageserver import Route
 
 EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
@@ -242,6 +242,41 @@ def test_uploads_that_keep_failing_stop_the_crawl_and_the_same_command_completes
     refetched = {r.path for r in server.requests}
     assert not refetched & {f"/{name.rpartition('/')[2]}" for name in stored}
     assert len(refetched) == 30 - len(stored)
+
+
+def test_a_killed_crawl_mirrors_its_index_as_it_goes_and_another_machine_finds_it(
+    server, crawl, write_posts, s3_bucket, tmp_path
+):
+    bodies = {f"/{n}.png": images.noise_png(seed=n) for n in range(40)}
+    urls = [server.add(path, Route(body=body, delay=0.1)) for path, body in bodies.items()]
+    posts = write_posts({f"p{n}": [urls[n]] for n in range(40)})
+    bucket = s3_bucket
+    settings = [*bucket.settings, "IGIMAGES_INDEX_SYNC_INTERVAL=0", "CONCURRENT_REQUESTS=2"]
+    running = start_crawl(posts, bucket.uri, *settings, env=bucket.env)
+    try:
+        wait_until(lambda: len([n for n in bucket.objects() if n.endswith(".png")]) >= 10)
+    finally:
+        running.kill()  # SIGKILL: no close, no final mirror
+        running.wait()
+    stored = {n for n in bucket.objects() if n.endswith(".png")}
+    segments = [n for n in bucket.objects() if n.startswith(".igimages/index/")]
+    assert segments, "nothing was mirrored while the crawl ran"
+
+    # Another machine: its own, new state.
+    elsewhere = [s.replace(str(bucket.state_dir), str(tmp_path / "elsewhere")) for s in settings]
+    server.reset_counters()
+    done = crawl(posts, *elsewhere, env=bucket.env, target=bucket.uri)
+
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    objects = bucket.objects()
+    manifest = {post["id"]: post for post in jsonl(objects["manifest.jsonl"])}
+    for n in range(40):
+        (image,) = manifest[f"p{n}"]["images"]
+        assert objects[image["path"]] == bodies[f"/{n}.png"]
+    stored_posts = {name.partition("/")[0] for name in stored}
+    assert {r.path for r in server.requests} == {
+        f"/{n}.png" for n in range(40) if f"p{n}" not in stored_posts
+    }  # each image the killed crawl stored is found, none fetched twice
 
 
 @pytest.mark.parametrize(
