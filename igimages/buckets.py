@@ -355,9 +355,14 @@ class GCSStore(BucketStore, GCSFilesStore):
 
 
 def _gcs_message(exc: Exception) -> str:
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     code = getattr(exc, "code", None)
+    if str(code) in _GCS_CODES:
+        return f"{code} {_GCS_CODES[str(code)]}"
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return f"{code} {message}" if code else message.splitlines()[0]
+
+
+_GCS_CODES = {"403": "access denied", "404": "no such bucket", "401": "credentials refused"}
 
 
 def configure_buckets(settings: BaseSettings) -> None:

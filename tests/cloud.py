@@ -71,6 +71,7 @@ class ApiCall:
     copy_source: str | None
     body_start: bytes
     status: int = 0
+    answered_at: float = 0.0  # time.monotonic(), as the image server's records
 
     @property
     def bucket(self) -> str:  # S3's path style: /bucket/key
@@ -96,6 +97,7 @@ class ApiFront:
         self.backend_port = backend_port
         self.calls: list[ApiCall] = []
         self.refuse: Callable[[ApiCall], bool] = lambda call: False
+        self.hold: Callable[[ApiCall], float] = lambda call: 0.0  # seconds, a slow bucket
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -130,6 +132,7 @@ class ApiFront:
                 call = ApiCall(
                     self.command, unquote(parts.path), parts.query, copy_source, body[:4096]
                 )
+                time.sleep(front.hold(call))
                 if front.refuse(call):
                     payload = b"<Error><Code>ServiceUnavailable</Code></Error>"
                     status, headers = 503, [("Content-Type", "application/xml")]
@@ -150,7 +153,7 @@ class ApiFront:
                     ]
                     upstream.close()
                 with front._lock:
-                    front.calls.append(replace(call, status=status))
+                    front.calls.append(replace(call, status=status, answered_at=time.monotonic()))
                 self.send_response(status)
                 for name, value in headers:
                     self.send_header(name, value)

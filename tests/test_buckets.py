@@ -279,19 +279,45 @@ def test_a_killed_crawl_mirrors_its_index_as_it_goes_and_another_machine_finds_i
     }  # each image the killed crawl stored is found, none fetched twice
 
 
+def test_a_bucket_slower_than_the_cdn_holds_the_crawl_back(server, crawl, write_posts, s3_bucket):
+    # Backpressure, not a queue: while uploads take 0.2 s each, in 2 threads,
+    # the CDN is asked for no more images than the pipeline may hold.
+    bodies = {f"/{n}.png": images.noise_png(seed=n) for n in range(30)}
+    urls = [server.add(path, body) for path, body in bodies.items()]
+    posts = write_posts({f"p{n}": [urls[n]] for n in range(30)})
+    bucket = s3_bucket
+    bucket.front.hold = lambda call: 0.2 if call.is_upload and call.key.endswith(".png") else 0
+    try:
+        result = crawl(
+            posts, *bucket.settings, "IGIMAGES_POSTS_IN_FLIGHT=4", "IGIMAGES_STORE_UPLOADS=2",
+            env=bucket.env, target=bucket.uri,
+        )  # fmt: skip
+    finally:
+        bucket.front.hold = lambda call: 0.0
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    stored = sorted(c.answered_at for c in bucket.calls() if c.is_upload and c.key.endswith(".png"))
+    assert len(stored) == 30
+    fetched = sorted(r.time for r in server.requests)
+    backlog = max(n + 1 - sum(t <= at for t in stored) for n, at in enumerate(fetched))
+    assert backlog <= 4, f"{backlog} images fetched and not yet stored"
+
+
 @pytest.mark.parametrize(
     ("store", "message"),
     [
         ("ftp://host/images/", "ftp:// is not supported; give a folder"),
-        ("s3://no-such-bucket-here/x/", "no such bucket"),
+        ("s3://no-such-bucket-here/x/", "404 no such bucket"),
+        ("gs://no-such-bucket-here/x/", "404 no such bucket"),
     ],
 )
 def test_a_store_that_cannot_be_used_is_one_line_before_any_download(
-    server, crawl, write_posts, s3_bucket, store, message
+    server, crawl, write_posts, s3_bucket, gcs_bucket, store, message
 ):
     posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
+    bucket = gcs_bucket if store.startswith("gs:") else s3_bucket
 
-    result = crawl(posts, *s3_bucket.settings, env=s3_bucket.env, target=store)
+    result = crawl(posts, *bucket.settings, env=bucket.env, target=store)
 
     assert result.returncode == EXIT_STOPPED
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
