@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -47,14 +48,17 @@ CLIENTS: dict[str, list[str]] = {  # name -> scrapy settings it overrides
     "scrapy-12": ["CONCURRENT_REQUESTS=12", "CONCURRENT_REQUESTS_PER_DOMAIN=12"],
     "scrapy-16": ["CONCURRENT_REQUESTS=16", "CONCURRENT_REQUESTS_PER_DOMAIN=16"],
     "scrapy-100": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
-    # Two processes splitting the posts (IGIMAGES_SHARD), 50 in flight each.
-    "scrapy-100x2": ["CONCURRENT_REQUESTS=50", "CONCURRENT_REQUESTS_PER_DOMAIN=50"],
+    # Workers of one job on a local redis-server (REDIS_URL), 100 in flight for
+    # the whole job on the one host (the job-wide per-host ceiling), 100 each overall.
+    "workers-1": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
+    "workers-2": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
+    "workers-4": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
     # Scrapy alone: the same route and components, nothing done to the images.
     "floor-12": ["CONCURRENT_REQUESTS=12", "CONCURRENT_REQUESTS_PER_DOMAIN=12"],
     "floor-100": ["CONCURRENT_REQUESTS=100", "CONCURRENT_REQUESTS_PER_DOMAIN=100"],
 }
-PROCESSES = {"scrapy-100x2": 2}  # crawls run as several processes; others: 1
-CRAWLS = ("scrapy-default", "scrapy-12", "scrapy-16", "scrapy-100", "scrapy-100x2")
+PROCESSES = {"workers-1": 1, "workers-2": 2, "workers-4": 4}  # a job's workers
+CRAWLS = ("scrapy-default", "scrapy-12", "scrapy-16", "scrapy-100", *PROCESSES)
 FLOORS = ("floor-12", "floor-100")  # floor.py: what Scrapy costs before igimages does anything
 PYCACHE = HERE / ".cache" / "pycache"
 RAM = Path("/dev/shm")
@@ -173,6 +177,64 @@ class Server:
         self.process.wait(timeout=10)
 
 
+class RedisServer:
+    """A redis-server for the worker clients, started when one is run."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit(
+                "the worker clients need redis-server (scripts/install-system-packages.sh)"
+            )
+        command = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
+        self.process = subprocess.Popen(
+            [*command, "--appendonly", "no"], stdout=subprocess.DEVNULL, cwd=tempfile.gettempdir()
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise SystemExit("redis-server did not start")
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def counters(self) -> dict[str, float]:
+        """Its CPU seconds, commands, network bytes and memory so far."""
+        import redis
+
+        client = redis.Redis(port=self.port)
+        info = client.info()
+        keys = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
+        scripts = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        counters = {k: info[k] for k in keys}
+        return {
+            "cpu": self.cpu(),
+            "used_memory": info["used_memory"],
+            "scripts": scripts,
+            **counters,
+        }
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) it has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+REDIS: RedisServer  # started by main() when a worker client runs
+
+
 def child_env() -> dict[str, str]:
     """The environment for clients, as on an ordinary install.
 
@@ -243,10 +305,12 @@ def commands(
         settings = [*settings, "AUTOTHROTTLE_ENABLED=False"]
     for setting in [*settings, *extra]:
         args += ["-s", setting]
-    count = PROCESSES.get(client, 1)
-    if count == 1:
+    if client not in PROCESSES:
         return [args]
-    return [[*args, "-s", f"IGIMAGES_SHARD={k}/{count}"] for k in range(1, count + 1)]
+    # The first worker queues the posts; the others take them from the job.
+    args += ["-s", f"REDIS_URL={REDIS.url}", "-s", f"IGIMAGES_JOB={out.name}"]
+    others = [arg for n, arg in enumerate(args) if arg != "-a" and args[n - 1] != "-a"]
+    return [args, *[others] * (PROCESSES[client] - 1)]
 
 
 def measure(
@@ -267,6 +331,7 @@ def measure(
     server.stats()  # start the server's counters afresh
     with open(out.with_name(out.name + ".log"), "ab") as log:
         busy_before = busy_seconds()
+        redis_before = REDIS.counters() if client in PROCESSES else {}
         started_at, started = time.time(), time.perf_counter()
         processes = [
             subprocess.Popen(
@@ -282,6 +347,9 @@ def measure(
         usages, statuses, peaks = wait_all(processes)
         wall, ended_at = time.perf_counter() - started, time.time()
         busy_after = busy_seconds()
+        redis = {}
+        if client in PROCESSES:
+            redis = {k: v - redis_before[k] for k, v in REDIS.counters().items()}
     stats = server.stats(timeline=bool(extra))
     stats["started"] = started_at
     user = sum(usage.ru_utime for usage in usages)
@@ -289,7 +357,7 @@ def measure(
     cpu = user + system
     others = None
     if busy_before is not None and busy_after is not None:
-        own = user + stats["user_seconds"]
+        own = user + stats["user_seconds"] + redis.get("cpu", 0.0)
         others = max(0.0, busy_after - busy_before - own) / wall
     run = Run(
         client=client,
@@ -321,6 +389,18 @@ def measure(
         for status in ("downloaded", "duplicate", "cached", "failed")
     }
     run.notes.append(", ".join(f"{count} {status}" for status, count in counts.items() if count))
+    if client in PROCESSES:  # what the job's Redis did per image
+        per_image = {k: v / run.images for k, v in redis.items()}
+        run.summary["redis_per_image"] = per_image
+        run.notes.append(
+            f"per image: image server {1000 * stats['user_seconds'] / run.images:.2f} CPU ms, "
+            f"Redis {1000 * per_image['cpu']:.2f} CPU ms, "
+            f"{per_image['total_commands_processed']:.1f} commands "
+            f"({per_image['scripts']:.1f} script calls), "
+            f"{per_image['total_net_input_bytes']:.0f} B in, "
+            f"{per_image['total_net_output_bytes']:.0f} B out, "
+            f"{per_image['used_memory']:.0f} B kept"
+        )
     if client == RERUN and stats["requests"]:
         run.problems.append(f"the re-run made {stats['requests']} requests")
     return run
@@ -497,7 +577,7 @@ def targets(
 
     rate_aio = get("aiohttp", "images_per_s")
     name = "100 in flight: images/s >= 1.0x aiohttp's"
-    rates = {c: get(c, "images_per_s") for c in ("scrapy-100", "scrapy-100x2") if c in table}
+    rates = {c: get(c, "images_per_s") for c in ("scrapy-100", *PROCESSES) if c in table}
     if rates and rate_aio:
         figures = ", ".join(
             f"{client} {rate:.1f} ({rate / rate_aio:.2f}x)" for client, rate in rates.items()
@@ -776,6 +856,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     traces: list[dict[str, Any]] = []
+    global REDIS
+    if any(client in PROCESSES for client in args.clients):
+        REDIS = RedisServer()
     try:
         warm_up()
         for world in (WORLDS[name] for name in args.worlds):
@@ -808,6 +891,8 @@ def main() -> None:
             finally:
                 server.stop()
     finally:
+        if any(client in PROCESSES for client in args.clients):
+            REDIS.stop()
         if not args.keep and args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 

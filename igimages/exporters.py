@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from scrapy import Spider
+from scrapy.crawler import Crawler
 from scrapy.exporters import JsonLinesItemExporter
 from scrapy.extensions.feedexport import FileFeedStorage, ItemFilter
+from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.misc import build_from_crawler, load_object
+from twisted.internet.defer import maybeDeferred
 
 from igimages.items import Post
 
@@ -64,6 +68,29 @@ class AtomicFileFeedStorage(FileFeedStorage):
                 with suppress(OSError):
                     os.unlink(file.name)
             raise FeedNotStored(exc.strerror or str(exc)) from None
+
+
+class WholeFile:
+    """A file beside the images (a folder, s3://, gs://), written through Scrapy's
+    feed storages: like the feeds, it replaces the previous one only once stored."""
+
+    def __init__(self, crawler: Crawler, uri: str) -> None:
+        storages = crawler.settings.getwithbase("FEED_STORAGES")
+        scheme = uri.partition("://")[0] if "://" in uri else ""
+        storage_class = load_object(storages[scheme])
+        self.storage = build_from_crawler(
+            storage_class, crawler, uri, feed_options={"overwrite": True}
+        )
+        self.file = self.storage.open(crawler.spider)
+
+    async def store(self) -> None:
+        await maybe_deferred_to_future(maybeDeferred(self.storage.store, self.file))
+
+
+async def store_whole(crawler: Crawler, uri: str, data: bytes) -> None:
+    whole = WholeFile(crawler, uri)
+    whole.file.write(data)
+    await whole.store()
 
 
 class FeedNotStored(OSError):

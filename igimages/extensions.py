@@ -13,11 +13,10 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import call_later, create_looping_call
-from scrapy.utils.defer import maybe_deferred_to_future
-from scrapy.utils.misc import build_from_crawler, load_object
-from twisted.internet.defer import maybeDeferred
 
-from igimages.inputs import Shard
+from igimages.exporters import store_whole
+from igimages.job.connection import is_job
+from igimages.job.worker import JobWorker
 from igimages.middlewares import DownloadGateMiddleware
 from igimages.throttle import pushback_summary
 
@@ -38,13 +37,12 @@ class ImageProgress:
         self.crawler = crawler
         self.stats = crawler.stats
         self.interval = interval
-        shard = Shard.from_setting(crawler.settings.get("IGIMAGES_SHARD"))
-        # Processes sharing a terminal cannot share one redrawn line.
-        self.live = sys.stderr.isatty() and shard is None
-        self.prefix = f"share {shard.index} of {shard.count}: " if shard else ""
+        # Workers of a job sharing a terminal cannot share one redrawn line.
+        self.live = sys.stderr.isatty() and not is_job(crawler.settings)
         self.started = time.monotonic()
         self.task: Any = None
         self.gate: DownloadGateMiddleware | None = None
+        self.job: JobWorker | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -59,6 +57,7 @@ class ImageProgress:
     def spider_opened(self) -> None:
         self.started = time.monotonic()
         self.gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
+        self.job = self.crawler.get_extension(JobWorker)
         self.task = create_looping_call(self.report)
         self.task.start(self.interval, now=False)
 
@@ -78,9 +77,9 @@ class ImageProgress:
         else:
             head, tail = f"{done} images", ""
         line = (
-            f"{self.prefix}{head}: {counts['downloaded']} downloaded, {counts['cached']} cached, "
+            f"{head}: {counts['downloaded']} downloaded, {counts['cached']} cached, "
             f"{counts['duplicate']} duplicate, {counts['failed']} failed; "
-            f"{rate:.1f} images/s{tail}{self._in_flight()}"
+            f"{rate:.1f} images/s{tail}{self._in_flight()}{self._job()}"
         )
         if self.live:
             if total:
@@ -101,6 +100,18 @@ class ImageProgress:
             text += f" ({slot}: {count}, limit {limit:.0f})"
         return text
 
+    def _job(self) -> str:
+        """The whole job's progress, when this crawl is one of its workers."""
+        if self.job is None or (job := self.job.progress()) is None:
+            return ""
+        text = f"; job {job.name}: {job.done}/{job.total} images"
+        if job.total:
+            text += f" ({100 * job.done / job.total:.0f}%)"
+        text += f", {job.rate:.1f} images/s"
+        if job.rate and job.total > job.done:
+            text += f", ETA {_duration((job.total - job.done) / job.rate)}"
+        return f"{text}, {job.workers} workers"
+
     async def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
             self.task.stop()
@@ -111,7 +122,7 @@ class ImageProgress:
         done = sum(counts.values())
         self.stats.set_value("igimages/elapsed_seconds", round(elapsed, 3))
         lines = [
-            f"{self.prefix}igimages finished ({reason}) in {_duration(elapsed)}: {done} images "
+            f"igimages finished ({reason}) in {_duration(elapsed)}: {done} images "
             f"of {self.stats.get_value('igimages/posts/done', 0)} posts, "
             f"{done / elapsed if elapsed else 0:.1f} images/s",
             f"  downloaded {counts['downloaded']} "
@@ -157,6 +168,8 @@ class ImageProgress:
         them, replaces the previous summary only once written whole.
         """
         uri = self.crawler.settings["IGIMAGES_SUMMARY_FILE"]
+        if not uri:  # a job's worker: the job's summary is written when it ends
+            return None
         summary = {
             key.removeprefix("igimages/"): value
             for key, value in self.stats.get_stats().items()
@@ -164,16 +177,8 @@ class ImageProgress:
         }
         summary["finish_reason"] = reason
         text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
-        storages = self.crawler.settings.getwithbase("FEED_STORAGES")
-        scheme = uri.partition("://")[0] if "://" in uri else ""
         try:
-            storage_class = load_object(storages[scheme])
-            storage = build_from_crawler(
-                storage_class, self.crawler, uri, feed_options={"overwrite": True}
-            )
-            file = storage.open(self.crawler.spider)
-            file.write(text.encode())
-            await maybe_deferred_to_future(maybeDeferred(storage.store, file))
+            await store_whole(self.crawler, uri, text.encode())
         except Exception as exc:  # a full disk, a bucket refusing: one line, the old one stays
             logger.error("Cannot write the summary %s: %s", uri, _one_line(exc))
             return None

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 class ImageIndex:
-    """Look-ups and records; ``intact`` says whether an image is still really there.
+    """Look-ups and records; ``intact`` tells whether an image is still really there.
 
     Each look-up returns the first intact match, so an image deleted or
     damaged by hand is fetched again rather than trusted.
@@ -65,7 +65,7 @@ class ImageIndex:
 
     def __init__(self, path: Path, intact: Callable[[StoredImage], bool], where: str) -> None:
         self.path = path
-        self._intact = intact
+        self.intact = intact
         self._where = where
         self._db = _open(path)
 
@@ -85,7 +85,7 @@ class ImageIndex:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE {condition} LIMIT 4", args)
         for row in rows:
             image = StoredImage(*row)
-            if self._intact(image):
+            if self.intact(image):
                 return image
         return None
 

@@ -145,7 +145,7 @@ class DownloadGateMiddleware:
         slot = self.crawler.engine.downloader.get_slot_key(request)
         waiting = _Waiting(slot, request.meta.get(NOT_BEFORE, 0.0))
         self.waiting.append(waiting)
-        self._admit_waiting()
+        self.admit()
         await maybe_deferred_to_future(waiting.admitted)
         self.active[request] = waiting
 
@@ -154,13 +154,13 @@ class DownloadGateMiddleware:
             self.host_limits.answered(sent.slot, sent.sent_at, sent.in_flight, response.status)
             if response.status == 429:
                 self._cool_down(sent.slot, response)
-        self._admit_waiting()
+        self.admit()
         return response
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         if (sent := self._release(request)) is not None:
             self.host_limits.failed(sent.slot, sent.sent_at, sent.in_flight, exception)
-        self._admit_waiting()
+        self.admit()
 
     def ceiling(self, slot: str) -> float:
         """The most a host may ever have in flight (0 in the settings: no limit)."""
@@ -194,11 +194,25 @@ class DownloadGateMiddleware:
     def _cool_down(self, slot: str, response: Response) -> None:
         """Pause the whole host for as long as its ``Retry-After`` asks."""
         if (seconds := retry_after(response, self.retry_after_max)) is not None:
-            until = time.monotonic() + seconds
-            self.cool_until[slot] = max(until, self.cool_until.get(slot, 0.0))
+            self.pause(slot, seconds)
+            self.crawler.signals.send_catch_log(
+                igimages_signals.host_paused, slot=slot, seconds=seconds
+            )
 
-    def _admit_waiting(self) -> None:
-        """Let waiting requests go, oldest first, while the limits allow."""
+    def pause(self, slot: str, seconds: float) -> None:
+        """Let no request to ``slot`` go for ``seconds``."""
+        until = time.monotonic() + seconds
+        self.cool_until[slot] = max(until, self.cool_until.get(slot, 0.0))
+
+    def waiting_slots(self) -> set[str]:
+        """The slots that requests are waiting for."""
+        return {entry.slot for entry in self.waiting}
+
+    def admit(self) -> None:
+        """Let waiting requests go, oldest first, while the limits allow.
+
+        Called at every answer, and by whatever raises a limit meanwhile.
+        """
         if not self.crawler.engine.running:
             self.stop()
             return
@@ -249,7 +263,7 @@ class DownloadGateMiddleware:
     def _wake_at(self, delay: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = call_later(max(delay, 0.0), self._admit_waiting)
+        self._timer = call_later(max(delay, 0.0), self.admit)
 
 
 class BackoffRetryMiddleware(RetryMiddleware):

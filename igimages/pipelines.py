@@ -31,15 +31,16 @@ from scrapy.exceptions import DropItem
 from scrapy.http import Response
 from scrapy.pipelines.files import FilesPipeline
 from scrapy.pipelines.media import FileException, MediaPipeline
-from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.httpobj import urlparse_cached
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from igimages import signals as igimages_signals
 from igimages.addresses import judge_url
 from igimages.buckets import GCSStore, S3Store, configure_buckets
+from igimages.catalog import Catalog, CatalogUnavailable, LocalCatalog
 from igimages.items import Post
+from igimages.job.worker import JobWorker
 from igimages.keys import image_key, is_signed_cdn, link_expiry, safe_post_dir
 from igimages.reasons import failure_reason
 from igimages.store import FolderStore, ImageStore, StoredImage, StoreError
@@ -88,7 +89,7 @@ class _HideHandledFailures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, ImageFailed | StoreError)
+        return not isinstance(exc, ImageFailed | StoreError | CatalogUnavailable)
 
 
 class PostImagesPipeline(FilesPipeline):
@@ -112,9 +113,7 @@ class PostImagesPipeline(FilesPipeline):
         self.stats = crawler.stats
         self.store_error: StoreError | None = None
         self._log_filter = _HideHandledFailures()
-        # Uploads of new content under way, by sha256: the same bytes arriving
-        # meanwhile wait for them and become a copy, not a second upload.
-        self._saving: dict[str, Deferred[None]] = {}
+        self.catalog: Catalog = LocalCatalog(self.store.index)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -135,6 +134,8 @@ class PostImagesPipeline(FilesPipeline):
     def open_spider(self) -> None:
         super().open_spider()
         self.spiderinfo.downloaded = _NoResultCache()
+        if (worker := self.crawler.get_extension(JobWorker)) is not None:
+            self.catalog = worker.catalog(self.store.index)
         logging.getLogger("scrapy.pipelines.media").addFilter(self._log_filter)
 
     async def close_spider(self) -> None:
@@ -181,13 +182,14 @@ class PostImagesPipeline(FilesPipeline):
         self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
     ) -> dict[str, Any] | None:
         target: ImageTarget = request.meta["igimages"]
-        stored = self.store.index.find_by_key(target.key, target.post_dir, target.position)
+        stored = await self.catalog.find(target.post_dir, target.position, target.key)
         if stored is not None and (stored.post, stored.position) == (
             target.post_dir,
             target.position,
         ):
             return _result(stored, "cached", request.url)
         if (adopted := self._adopt(target)) is not None:
+            await self.catalog.stored(adopted)
             return _result(adopted, "cached", request.url)
         if stored is not None:
             return await self._place(stored, target, request.url)
@@ -234,18 +236,15 @@ class PostImagesPipeline(FilesPipeline):
         except ImageRejected as exc:
             raise ImageFailed(exc.reason, exc.detail, attempts=target.attempts) from exc
         stored = _describe(target, body, image)
-        while (saving := self._saving.get(stored.sha256)) is not None:
-            await maybe_deferred_to_future(saving)
-        same = self.store.index.find_by_sha256(stored.sha256)
-        if same is not None and same.path != stored.path:
+        if (same := await self.catalog.claim(stored)) is not None:
             result = await self._place(same, target, request.url)
         else:
-            self._saving[stored.sha256] = saving = Deferred()
             try:
                 await self.store.save(stored, body)
-            finally:
-                del self._saving[stored.sha256]
-                saving.callback(None)
+            except BaseException:
+                await self.catalog.abandon(stored)
+                raise
+            await self.catalog.stored(stored)
             result = _result(stored, "downloaded", request.url)
         return {**result, "attempts": target.attempts}
 
@@ -268,7 +267,8 @@ class PostImagesPipeline(FilesPipeline):
             return exc
         if isinstance(exc, StoreError):
             self._stop_on_store_error(exc)
-        if self.store_error is not None:  # whatever else broke, it broke as we stopped
+        if self.store_error is not None or isinstance(exc, CatalogUnavailable):
+            # Whatever else broke, it broke as the crawl stopped.
             return ImageFailed("interrupted", str(exc), attempts=attempts)
         return ImageFailed(failure_reason(exc), str(exc) or type(exc).__name__, attempts=attempts)
 
@@ -290,13 +290,13 @@ class PostImagesPipeline(FilesPipeline):
         path = f"{target.post_dir}/{target.position}_{target.key}.{extension}"
         if path == source.path:
             return _result(source, "cached", url)
-        index = self.store.index
-        if (stored := index.lookup(target.post_dir, target.position, target.key)) is not None:
+        if stored := await self.catalog.lookup(target.post_dir, target.position, target.key):
             return _result(stored, "cached", url)  # it shared another post's request
         placed = replace(
             source, post=target.post_dir, position=target.position, key=target.key, path=path
         )
         await self.store.place(source, placed)
+        await self.catalog.stored(placed)
         return {**_result(placed, "duplicate", url), "duplicate_of": source.path}
 
     def item_completed(
@@ -320,7 +320,7 @@ class PostImagesPipeline(FilesPipeline):
                 shared = StoredImage(post="", **_stored_fields(value))
                 try:
                     image = await self._place(shared, target, url)
-                except StoreError as exc:
+                except (StoreError, CatalogUnavailable) as exc:
                     image = _failed(url, position, self._image_failed(exc))
             else:
                 image = value

@@ -65,16 +65,23 @@ IGIMAGES_MAX_RATE = 0.0
 IGIMAGES_MAX_RATE_PER_HOST = 0.0
 # Posts handed to the pipeline at once (0: CONCURRENT_REQUESTS). Bounds memory.
 IGIMAGES_POSTS_IN_FLIGHT = 0
-# "K/N": this process takes the K-th of N shares of the input's posts, so N
-# processes on one IMAGES_STORE use N cores (see README); its feeds, summary
-# and JOBDIR records are then named with "-K-of-N".
-IGIMAGES_SHARD = ""
 # Each host's limit starts at START_CONCURRENCY, grows while the host answers
 # well and shrinks on 429, 503, timeouts, dropped connections and latency that
 # keeps rising (igimages.throttle, in AutoThrottle's place). False: every host
 # gets CONCURRENT_REQUESTS_PER_DOMAIN. AUTOTHROTTLE_DEBUG logs each change.
 AUTOTHROTTLE_ENABLED = True
 IGIMAGES_START_CONCURRENCY = 8
+
+# --- One job on many machines ---------------------------------------------------
+# REDIS_URL=redis://HOST:6379/0 makes a crawl a worker of the job IGIMAGES_JOB
+# (default: the store): it queues its -a posts= input for the job, if any,
+# then takes the job's posts from Redis (igimages.job, README "Many machines").
+# A worker that stops beating loses its posts to the others after
+# LEASE_SECONDS; a worker waits up to JOB_WAIT seconds for a job with no posts.
+REDIS_URL = ""
+IGIMAGES_JOB = ""
+IGIMAGES_LEASE_SECONDS = 30.0
+IGIMAGES_JOB_WAIT = 60.0
 
 # --- Each download ---------------------------------------------------------------
 DOWNLOAD_TIMEOUT = 30
@@ -122,6 +129,7 @@ DOWNLOAD_HANDLERS = {
 # --- Reporting --------------------------------------------------------------------
 IGIMAGES_PROGRESS_INTERVAL = 2.0  # seconds between progress reports; 0: none
 EXTENSIONS = {
+    "igimages.job.worker.JobWorker": 500,
     "igimages.extensions.ImageProgress": 500,
     "igimages.extensions.PromptClose": 500,
     "igimages.extensions.RuntimeTuning": 500,

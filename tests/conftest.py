@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.cloud import (
     server_process,
 )
 from tests.imageserver import ImageServer
+from tests.redisserver import RedisServer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,6 +170,37 @@ def crawl(store: Path):
         return CrawlResult(completed.returncode, completed.stderr, out, completed.stdout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; each test has a job of its own in it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Job:
+    """A new job name on a Redis server, and the crawl settings that join it."""
+
+    name: str
+    server: RedisServer
+
+    @property
+    def settings(self) -> list[str]:
+        return [f"REDIS_URL={self.server.url}", f"IGIMAGES_JOB={self.name}"]
+
+    def key(self, suffix: str) -> str:
+        return f"igimages:{self.name}:{suffix}"
+
+    def client(self) -> Any:
+        return self.server.client()
+
+
+@pytest.fixture
+def job(redis_server, request) -> Job:
+    return Job(f"{request.node.name[:40]}-{uuid.uuid4().hex[:6]}", redis_server)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,12 +13,8 @@ import pytest
 from igimages.store import FolderStore
 from tests import images
 from tests.conftest import (
-    PROJECT_ROOT,
-    crawl_command,
     crawl_env,
-    read_jsonl,
     sha256,
-    start_crawl,
 )
 from tests.imageserver import ImageServer, Route
 
@@ -409,48 +404,3 @@ def test_log_level_still_decides_what_is_logged(server, write_posts, crawl, tmp_
     assert "] DEBUG: " in debug.stderr
     assert "] DEBUG: " not in info.stderr
     assert "igimages finished (finished)" in info.stderr
-
-
-def test_shards_split_one_input_between_processes_sharing_one_store(
-    server, write_posts, store, tmp_path
-):
-    bodies = {f"/{n}.jpg": images.jpeg(seed=100 + n) for n in range(48)}
-    urls = [server.add(path, body) for path, body in bodies.items()]
-    shared = server.add("/shared.png", images.png(seed=7))  # in every post
-    posts = write_posts({f"post{n}": [urls[2 * n], urls[2 * n + 1], shared] for n in range(24)})
-
-    job = f"JOBDIR={tmp_path / 'job'}"
-    shards = [start_crawl(posts, store, f"IGIMAGES_SHARD={k}/2", job) for k in (1, 2)]
-    for k, process in enumerate(shards, start=1):
-        _, stderr = process.communicate(timeout=90)
-        assert process.returncode == EXIT_OK, stderr
-        assert f"share {k} of 2: igimages finished (finished)" in stderr
-    for k in (1, 2):  # one job record each
-        assert (tmp_path / "job" / f"shard-{k}-of-2" / "igimages-posts.sqlite3").is_file()
-
-    manifests = [read_jsonl(store / f"manifest-{k}-of-2.jsonl") for k in (1, 2)]
-    ids = [{line["id"] for line in lines} for lines in manifests]
-    assert all(ids)
-    assert not ids[0] & ids[1]
-    assert ids[0] | ids[1] == {f"post{n}" for n in range(24)}
-    for line in manifests[0] + manifests[1]:
-        n = int(line["id"].removeprefix("post"))
-        expected = [bodies[f"/{2 * n}.jpg"], bodies[f"/{2 * n + 1}.jpg"], images.png(seed=7)]
-        stored = [(store / image["path"]).read_bytes() for image in line["images"]]
-        assert stored == expected
-    # Each post's own images were fetched by one process only.
-    assert all(server.hits(path) == 1 for path in bodies)
-    summaries = [json.loads((store / f"summary-{k}-of-2.json").read_text()) for k in (1, 2)]
-    assert [s["posts/done"] for s in summaries] == [len(i) for i in ids]
-    assert [s["posts/total"] for s in summaries] == [len(i) for i in ids]
-    assert not list((store / ".igimages" / "tmp").iterdir())
-
-    # Both processes recorded what they stored in the one index.
-    server.reset_counters()
-    rerun = crawl_command(posts, store)
-    completed = subprocess.run(
-        rerun, cwd=PROJECT_ROOT, env=crawl_env(), capture_output=True, text=True, timeout=90
-    )
-    assert completed.returncode == EXIT_OK, completed.stderr
-    assert server.requests == []
-    assert json.loads((store / "summary.json").read_text())["images/cached"] == 72

@@ -22,7 +22,6 @@ from scrapy.exceptions import (
 from twisted.internet.error import ConnectionLost, DNSLookupError
 
 from igimages.exporters import FeedNotStored
-from igimages.inputs import InputSpec, PostSource, Shard, Skipped
 from igimages.inputs import reader as reader_module
 from igimages.inputs.post import BadPost
 from igimages.inputs.reader import JsonValues
@@ -207,39 +206,6 @@ def test_distinct_ids_never_share_a_folder():
 )
 def test_download_exceptions_map_to_reasons(exception, reason):
     assert failure_reason(exception) == reason
-
-
-def test_shards_take_each_post_once_and_only_the_first_reports_bad_posts(tmp_path):
-    values = [{"id": f"p{n}", "media": {"images": [f"http://h/{n}.jpg"]}} for n in range(200)]
-    values[17] = {"media": {"images": ["http://h/no-id.jpg"]}}  # a bad post
-    values.append(values[3])  # a repeated post
-    path = tmp_path / "posts.json"
-    path.write_text(json.dumps(values))
-    spec = InputSpec.from_args({"posts": str(path)})
-
-    shares = [list(PostSource(spec, Shard(k, 3)).entries()) for k in (1, 2, 3)]
-
-    ids = [[e.id for e in share if not isinstance(e, Skipped)] for share in shares]
-    expected = sorted(v["id"] for v in values[:200] if "id" in v)
-    assert sorted(i for share in ids for i in share) == expected
-    assert all(len(share) > 40 for share in ids)  # roughly a third each
-    skipped = [[e.kind for e in share if isinstance(e, Skipped)] for share in shares]
-    owner = next(k for k in range(3) if "p3" in ids[k])
-    assert skipped[0].count("bad") == 1
-    assert skipped[1].count("bad") == skipped[2].count("bad") == 0
-    assert [s.count("duplicate_input") for s in skipped] == [int(k == owner) for k in range(3)]
-
-
-@pytest.mark.parametrize("value", ["0/2", "3/2", "1", "a/b", "1/0", "-1/2"])
-def test_bad_shard_settings_are_refused(value):
-    with pytest.raises(ValueError, match="expected K/N"):
-        Shard.from_setting(value)
-
-
-def test_one_shard_of_one_is_the_whole_input():
-    assert Shard.from_setting("") is None
-    assert Shard.from_setting("1/1") is None
-    assert Shard.from_setting(" 2 / 4 ") == Shard(2, 4)
 
 
 def test_a_feed_that_cannot_be_stored_is_logged_in_one_line(caplog):

@@ -4,23 +4,36 @@
 2: the posts input cannot be read (nothing was written); 3: the crawl
 finished but some images failed (listed in the failure feed).
 With ``-a plan=1`` the input is read and what a crawl would do is printed;
-nothing is downloaded or written.
+nothing is downloaded or written. With ``REDIS_URL`` the crawl is a worker
+of a job (``igimages.job``): an input given is queued for the job first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import logging
 import sys
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
+from scrapy.settings import BaseSettings
 
 from igimages import redact
-from igimages.inputs import InputSpec, PostsFileError, PostSource, Shard, survey
+from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
+from igimages.job.connection import (
+    REDIS_ERRORS,
+    RedisUnavailable,
+    blocking_client,
+    is_job,
+    unavailable,
+)
+from igimages.job.feeder import StoreMismatch, feed, join_job
+from igimages.job.keys import JobKeys, job_name, store_identity
 from igimages.plan import make_plan
 from igimages.store import StoreError
+
+logger = logging.getLogger(__name__)
 
 EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
 
@@ -29,33 +42,35 @@ class Command(ScrapyCrawlCommand):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         redact.install()
-        try:
-            shard = Shard.from_setting(self.settings.get("IGIMAGES_SHARD"))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if shard is not None and (jobdir := self.settings.get("JOBDIR")):
-            # Processes splitting one input may be given one JOBDIR: each keeps
-            # its records in a folder of its own.
-            self.settings.set("JOBDIR", os.path.join(jobdir, f"shard-{shard}"), "cmdline")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl post_images -a posts=PATH")
         max_images = self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
-        shard = Shard.from_setting(self.settings.get("IGIMAGES_SHARD"))
+        in_job = is_job(self.settings)
+        source, found = None, None
         try:
-            spec = InputSpec.from_args(opts.spargs)
-            if opts.spargs.get("plan", "0").lower() not in ("", "0", "no", "false"):
-                print(make_plan(PostSource(spec, shard), self.settings).report())
-                return
-            # The crawl's own reading is opened first: standard input can only
-            # be read once, so it is not surveyed (progress then has no total).
-            source = PostSource(spec, shard)
-            found = None if spec.reads_stdin else survey(spec, max_images, shard)
+            if not in_job or opts.spargs.get("posts"):
+                spec = InputSpec.from_args(opts.spargs)
+                if opts.spargs.get("plan", "0").lower() not in ("", "0", "no", "false"):
+                    print(make_plan(PostSource(spec), self.settings).report())
+                    return
+                # The crawl's own reading is opened first: standard input can
+                # only be read once, so it is not surveyed (progress then has no total).
+                source = PostSource(spec)
+                found = None if spec.reads_stdin else survey(spec, max_images)
         except PostsFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = EXIT_BAD_INPUT
             return
+        if in_job:
+            try:
+                _join_job(self.settings, source, max_images)
+            except (RedisUnavailable, StoreMismatch) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                self.exitcode = EXIT_STOPPED
+                return
+            source, found = None, None  # the worker takes its posts from the job
         assert self.crawler_process is not None
         crawler = self._create_crawler(args[0])
         task = self.crawler_process.crawl(crawler, **opts.spargs, survey=found, source=source)
@@ -70,6 +85,29 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STOPPED
         elif stats.get("igimages/images/failed"):
             self.exitcode = EXIT_SOME_FAILED
+
+
+def _join_job(settings: BaseSettings, source: PostSource | None, max_images: int) -> None:
+    """Check the job's Redis and store, and queue ``source``'s posts that are new to it."""
+    keys = JobKeys(job_name(settings))
+    client = blocking_client(settings)
+    try:
+        join_job(client, keys, store_identity(settings["IMAGES_STORE"]))
+        if source is not None:
+            fed = feed(client, keys, source, max_images)
+            logger.info(
+                "Job %r: queued %d new posts (%d images) from %s%s; %d were in the job already",
+                keys.name,
+                fed.posts,
+                fed.images,
+                source.name,
+                f", and {fed.retried} posts again to retry their failures" if fed.retried else "",
+                fed.known,
+            )
+    except REDIS_ERRORS as exc:
+        raise unavailable(settings, exc) from None
+    finally:
+        client.close()
 
 
 def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:

@@ -5,7 +5,6 @@ needs: it yields ``Post`` items, or ``Skipped`` for values that give none.
 """
 
 from igimages.inputs.reader import PostsFileError
-from igimages.inputs.shard import Shard
 from igimages.inputs.source import InputSpec, PostSource, Skipped, Survey, survey
 
-__all__ = ["InputSpec", "PostSource", "PostsFileError", "Shard", "Skipped", "Survey", "survey"]
+__all__ = ["InputSpec", "PostSource", "PostsFileError", "Skipped", "Survey", "survey"]

@@ -21,7 +21,6 @@ from igimages.inputs.formats import FORMATS, NAMES, detect
 from igimages.inputs.post import BadPost
 from igimages.inputs.reader import STDIN, JsonValues, Located, PostsFileError, display_name
 from igimages.inputs.seen import SeenSet
-from igimages.inputs.shard import Shard
 from igimages.items import Post
 
 
@@ -76,11 +75,10 @@ class Skipped:
 
 
 class PostSource:
-    """The posts of one input (or of one ``shard`` of it), read once, in order."""
+    """The posts of one input, read once, in order."""
 
-    def __init__(self, spec: InputSpec, shard: Shard | None = None) -> None:
+    def __init__(self, spec: InputSpec) -> None:
         self.spec = spec
-        self.shard = shard
         self.name = display_name(spec.path)
         values = self._values()
         if spec.format is None:
@@ -100,18 +98,14 @@ class PostSource:
 
     def describe(self) -> str:
         how = "detected" if self.detected else "as asked"
-        share = f", share {self.shard.index} of {self.shard.count}" if self.shard else ""
-        return f"{self.name}: {self.format.name} posts ({how}{share})"
+        return f"{self.name}: {self.format.name} posts ({how})"
 
     def entries(self, max_images: int = 0) -> Iterator[Post | Skipped]:
         """Each post, or why a value was skipped; ``max_images`` (0: all) caps each post."""
-        seen, shard = SeenSet(), self.shard
+        seen = SeenSet()
         for located, found in self.format.posts(self._values_left):
             if isinstance(found, BadPost):
-                if shard is None or shard.first:
-                    yield Skipped("bad", located, str(found))
-            elif shard is not None and not shard.takes(found.id):
-                continue
+                yield Skipped("bad", located, str(found))
             elif not seen.add(found.id):
                 reason = f"post {found.id} is in the input twice (same id): processed once"
                 yield Skipped("duplicate_input", located, reason)
@@ -133,10 +127,10 @@ class Survey:
     duplicates: int = 0
 
 
-def survey(spec: InputSpec, max_images: int = 0, shard: Shard | None = None) -> Survey:
+def survey(spec: InputSpec, max_images: int = 0) -> Survey:
     """Read the whole input, so a malformed one fails before anything is written."""
     found = Survey()
-    for entry in PostSource(spec, shard).entries(max_images):
+    for entry in PostSource(spec).entries(max_images):
         if isinstance(entry, Post):
             found.posts += 1
             found.images += len(entry.image_urls)

@@ -13,8 +13,10 @@ from scrapy.settings import BaseSettings
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
-from igimages.inputs import InputSpec, PostsFileError, PostSource, Shard, Skipped, Survey
+from igimages.inputs import InputSpec, PostsFileError, PostSource, Skipped, Survey
 from igimages.items import Post
+from igimages.job.connection import is_job
+from igimages.job.worker import JobWorker
 from igimages.store import store_file
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,8 @@ class PostImagesSpider(Spider):
     """Read ``-a posts=PATH`` and hand each post to the image pipeline.
 
     The input's format is detected, or given with ``-a format=NAME`` or the
-    field arguments (``igimages.inputs``). Posts are yielded from ``start()``
+    field arguments (``igimages.inputs``); a worker of a job (``REDIS_URL``)
+    takes them from the job's queue. Posts are yielded from ``start()``
     and never requested: the pipeline does the downloading. Scrapy drains
     ``start()`` as fast as it yields, so the spider waits while
     ``IGIMAGES_POSTS_IN_FLIGHT`` posts are still in the pipeline; memory then
@@ -33,7 +36,9 @@ class PostImagesSpider(Spider):
 
     name = "post_images"
 
-    def __init__(self, source: PostSource, survey: Survey | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, source: PostSource | None = None, survey: Survey | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.source = source
         self.survey = survey  # from ``scrapy crawl``, which reads the input first
@@ -43,20 +48,19 @@ class PostImagesSpider(Spider):
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
-        shard = Shard.from_setting(settings.get("IGIMAGES_SHARD"))
-        suffix = f"-{shard}" if shard else ""
+        if is_job(settings):
+            return  # a job's feeds and summary are written when the job ends
         store = settings["IMAGES_STORE"]
         if not settings.getdict("FEEDS"):
-            settings.set("FEEDS", default_feeds(store, suffix), priority="spider")
+            settings.set("FEEDS", default_feeds(store), priority="spider")
         if not settings.get("IGIMAGES_SUMMARY_FILE"):
-            summary = store_file(store, f"summary{suffix}.json")
-            settings.set("IGIMAGES_SUMMARY_FILE", summary, "spider")
+            settings.set("IGIMAGES_SUMMARY_FILE", store_file(store, "summary.json"), "spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
-        if kwargs.get("source") is None:  # ``scrapy crawl`` opens it first, to fail early
-            shard = Shard.from_setting(crawler.settings.get("IGIMAGES_SHARD"))
-            kwargs["source"] = PostSource(InputSpec.from_args(kwargs), shard)
+        if kwargs.get("source") is None and not is_job(crawler.settings):
+            # ``scrapy crawl`` opens it first, to fail early.
+            kwargs["source"] = PostSource(InputSpec.from_args(kwargs))
         spider = super().from_crawler(crawler, *args, **kwargs)
         for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
             crawler.signals.connect(spider._post_done, signal=signal)
@@ -64,10 +68,23 @@ class PostImagesSpider(Spider):
 
     async def start(self) -> AsyncIterator[Post]:
         settings = self.settings
-        max_images = settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
         limit = settings.getint("IGIMAGES_POSTS_IN_FLIGHT") or max(
             1, settings.getint("CONCURRENT_REQUESTS")
         )
+        if (job := self.crawler.get_extension(JobWorker)) is not None:
+            posts = job.posts(lambda: limit - self._in_flight)
+        else:
+            posts = self._input_posts(settings.getint("IGIMAGES_MAX_IMAGES_PER_POST"))
+        async for post in posts:
+            while self._in_flight >= limit:
+                self._slot_freed = Deferred()
+                await maybe_deferred_to_future(self._slot_freed)
+            self._in_flight += 1
+            yield post
+
+    async def _input_posts(self, max_images: int) -> AsyncIterator[Post]:
+        """The posts of the input; bad ones are counted and reported, not yielded."""
+        assert self.source is not None
         stats = self.crawler.stats
         if self.survey is not None:
             stats.set_value("igimages/posts/total", self.survey.posts)
@@ -79,10 +96,6 @@ class PostImagesSpider(Spider):
                     stats.inc_value(f"igimages/posts/{post.kind}")
                     logger.log(logging.WARNING if post.kind == "bad" else logging.DEBUG, "%s", post)
                     continue
-                while self._in_flight >= limit:
-                    self._slot_freed = Deferred()
-                    await maybe_deferred_to_future(self._slot_freed)
-                self._in_flight += 1
                 yield post
         except PostsFileError as exc:
             logger.error("%s", exc)
@@ -104,15 +117,15 @@ class PostImagesSpider(Spider):
             freed.callback(None)
 
 
-def default_feeds(store: str, suffix: str = "") -> dict[str, dict[str, Any]]:
+def default_feeds(store: str) -> dict[str, dict[str, Any]]:
     """The manifest and the failure feed, beside the images (in a bucket too)."""
     return {
-        store_file(store, f"manifest{suffix}.jsonl"): {
+        store_file(store, "manifest.jsonl"): {
             "format": "jsonlines",
             "overwrite": True,
             "fields": ["id", "url", "images"],
         },
-        store_file(store, f"failures{suffix}.jsonl"): {
+        store_file(store, "failures.jsonl"): {
             "format": "failures",
             "overwrite": True,
             "item_filter": "igimages.exporters.HasFailures",

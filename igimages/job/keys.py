@@ -1,0 +1,116 @@
+"""The Redis keys of one job, and the job's name."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from scrapy.settings import BaseSettings
+
+
+@dataclass(frozen=True, slots=True)
+class JobKeys:
+    """Every key of the job ``name``; all start with ``igimages:<name>:``."""
+
+    name: str
+
+    def _key(self, suffix: str) -> str:
+        return f"igimages:{self.name}:{suffix}"
+
+    @property
+    def prefix(self) -> str:
+        return self._key("")
+
+    # The posts (queue.py)
+    @property
+    def meta(self) -> str:  # hash: store, created
+        return self._key("meta")
+
+    @property
+    def order(self) -> str:  # sorted set: every post id ever queued, by its order in the inputs
+        return self._key("order")
+
+    @property
+    def seq(self) -> str:  # counter behind ``order``
+        return self._key("seq")
+
+    @property
+    def posts(self) -> str:  # hash: post id -> the post, while queued or leased
+        return self._key("posts")
+
+    @property
+    def queue(self) -> str:  # list of post ids waiting for a worker
+        return self._key("queue")
+
+    @property
+    def leases(self) -> str:  # hash: post id -> the worker that has it
+        return self._key("leases")
+
+    @property
+    def workers(self) -> str:  # sorted set: worker -> the time its leases expire (ms)
+        return self._key("workers")
+
+    @property
+    def feeders(self) -> str:  # sorted set: processes queueing an input -> deadline (ms)
+        return self._key("feeders")
+
+    # What the job has done (results.py)
+    @property
+    def results(self) -> str:  # hash: post id -> its manifest line, compressed
+        return self._key("results")
+
+    @property
+    def failed(self) -> str:  # set: ids of posts whose last result has a failed image
+        return self._key("failed")
+
+    @property
+    def counts(self) -> str:  # hash: the job's counters
+        return self._key("counts")
+
+    @property
+    def version(self) -> str:  # counter: changes with every acknowledgement
+        return self._key("version")
+
+    @property
+    def merging(self) -> str:  # lock: the worker writing the job's feeds
+        return self._key("merging")
+
+    @property
+    def merged(self) -> str:  # the version the feeds in the store were written at
+        return self._key("merged")
+
+    # The store's index (catalog.py)
+    @property
+    def images(self) -> str:  # hash: "post/position/key" -> the stored image
+        return self._key("images")
+
+    @property
+    def image_keys(self) -> str:  # hash: image key -> "post/position/key" first stored
+        return self._key("keys")
+
+    @property
+    def contents(self) -> str:  # hash: sha256 -> "post/position/key" first stored
+        return self._key("contents")
+
+    def claim(self, sha256: str) -> str:  # string: the worker storing these bytes
+        return self._key(f"claim:{sha256}")
+
+    # Politeness (limits.py)
+    def allotments(self, slot: str) -> str:  # hash: a:<worker> allotted, w:<worker> wanted
+        return self._key(f"allot:{slot}")
+
+    @property
+    def events(self) -> str:  # channel: host cool-downs
+        return self._key("events")
+
+
+def store_identity(store: str) -> str:
+    """The store as every worker of a job must name it: a bucket URI or an absolute path."""
+    if "://" in store and not store.lower().startswith("file://"):
+        return store if store.endswith("/") else f"{store}/"
+    return os.path.abspath(store.removeprefix("file://"))
+
+
+def job_name(settings: BaseSettings) -> str:
+    """``IGIMAGES_JOB``, or else the store: workers of one store are one job."""
+    return settings.get("IGIMAGES_JOB") or store_identity(settings["IMAGES_STORE"])

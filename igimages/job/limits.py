@@ -1,0 +1,145 @@
+"""Per-host limits that hold for the whole job, as the server sees it.
+
+Each worker keeps its own limit for each host (fixed, or adaptive:
+``igimages.throttle``), but may only use what Redis allots it of the host's
+ceiling (``CONCURRENT_REQUESTS_PER_DOMAIN``): the live workers that want
+some share it max-min fairly, and the allotments never add up to more than
+the ceiling, so neither do the requests in flight. A worker asks again every
+``SYNC_INTERVAL`` for the hosts it uses (keeping no more than it wants, so
+others get their share) and at once when its own limit wants more.
+A ``Retry-After`` pause seen by one worker is published to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import redis.asyncio
+
+from igimages.job import scripts
+from igimages.job.keys import JobKeys
+from igimages.job.queue import now_ms
+from igimages.middlewares import DownloadGateMiddleware, HostLimits
+
+logger = logging.getLogger(__name__)
+
+SYNC_INTERVAL = 0.5  # seconds between a worker's questions for the hosts it uses
+ASK_INTERVAL = 0.05  # ...and at most this often for a host it wants more of
+INF = float("inf")
+
+
+class JobHostLimits:
+    """The gate's ``host_limits`` in a job: its own, within the job's allotment."""
+
+    def __init__(
+        self,
+        own: HostLimits,
+        gate: DownloadGateMiddleware,
+        client: redis.asyncio.Redis,
+        keys: JobKeys,
+        worker: str,
+        run: Callable[[Coroutine[Any, Any, Any]], None],
+    ) -> None:
+        self.own = own
+        self.gate = gate
+        self.client = client
+        self.keys = keys
+        self.worker = worker
+        self.run = run  # runs a coroutine; a Redis error there stops the crawl
+        self.shares: dict[str, int] = {}  # how many each host may have in flight from here
+        self._asking: set[str] = set()
+        self._asked_at: dict[str, float] = {}
+        self._allot = client.register_script(scripts.ALLOT)
+
+    # The gate's questions and reports (HostLimits)
+
+    def limit(self, slot: str) -> float:
+        own = self.own.limit(slot)
+        share = self.shares.get(slot, 0)
+        if own > share and self._may_ask(slot, ASK_INTERVAL):
+            self.run(self._ask(slot, True))
+        return min(own, share)
+
+    def answered(self, slot: str, sent_at: float, in_flight: int, status: int) -> None:
+        self.own.answered(slot, sent_at, in_flight, status)
+
+    def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None:
+        self.own.failed(slot, sent_at, in_flight, exception)
+
+    # Allotments
+
+    async def sync(self) -> None:
+        """Ask again for every host in use: more if wanted, less if not."""
+        waiting = self.gate.waiting_slots()
+        for slot in waiting | set(self.shares):
+            if self._may_ask(slot, 0.0):
+                await self._ask(slot, slot in waiting)
+
+    def _may_ask(self, slot: str, interval: float) -> bool:
+        """Whether to ask now (one question per host at a time, ``interval`` apart)."""
+        now = time.monotonic()
+        if slot in self._asking or now - self._asked_at.get(slot, -INF) < interval:
+            return False
+        self._asking.add(slot)
+        self._asked_at[slot] = now
+        return True
+
+    async def _ask(self, slot: str, wanted: bool) -> None:
+        try:
+            in_flight = self.gate.in_flight_per_slot.get(slot, 0)
+            want = int(self.own.limit(slot)) if wanted else in_flight
+            share = await self._allot(
+                [self.keys.allotments(slot), self.keys.workers],
+                [self.worker, want, in_flight, int(self.gate.ceiling(slot)), now_ms()],
+            )
+        finally:
+            self._asking.discard(slot)
+        before = self.shares.get(slot, 0)
+        if share or in_flight:
+            self.shares[slot] = share
+        else:
+            self.shares.pop(slot, None)
+        if share > before:
+            self.gate.admit()
+
+    async def give_back(self) -> None:
+        """This worker is done: its allotments are free for the others."""
+        for slot in self.shares:
+            fields = f"a:{self.worker}", f"w:{self.worker}"
+            await self.client.hdel(self.keys.allotments(slot), *fields)
+        self.shares.clear()
+
+
+class SharedPauses:
+    """Publish this worker's host pauses (429 with Retry-After); apply the others'."""
+
+    def __init__(
+        self, gate: DownloadGateMiddleware, client: redis.asyncio.Redis, keys: JobKeys, worker: str
+    ) -> None:
+        self.gate = gate
+        self.client = client
+        self.keys = keys
+        self.worker = worker
+
+    async def publish(self, slot: str, seconds: float) -> None:
+        message = json.dumps({"worker": self.worker, "slot": slot, "seconds": seconds})
+        await self.client.publish(self.keys.events, message)
+
+    async def listen(self, ready: asyncio.Event) -> None:
+        async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(self.keys.events)
+            ready.set()
+            async for message in pubsub.listen():
+                event = json.loads(message["data"])
+                if event["worker"] != self.worker:
+                    logger.info(
+                        "%s paused for %.1fs: another worker of the job had a 429",
+                        event["slot"],
+                        event["seconds"],
+                    )
+                    self.gate.pause(event["slot"], event["seconds"])

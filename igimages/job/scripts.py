@@ -1,0 +1,203 @@
+"""The job's Redis scripts: each step on the queue is one atomic round trip."""
+
+# KEYS: order, seq, posts, queue, failed, counts
+# ARGV: retry ("1" for failures to try again), then id, post, images for each post.
+# A post id queued once is never queued again; with retry, a post whose last
+# result has a failure is queued again unless it is queued or leased.
+FEED = """
+local retry = ARGV[1] == '1'
+local count = (#ARGV - 1) / 3
+local seq = redis.call('INCRBY', KEYS[2], count) - count
+local added, images, retried = 0, 0, 0
+for i = 2, #ARGV, 3 do
+  local id = ARGV[i]
+  seq = seq + 1
+  local take = false
+  if redis.call('ZADD', KEYS[1], 'NX', seq, id) == 1 then
+    take = true
+    added = added + 1
+    images = images + tonumber(ARGV[i + 2])
+  elseif retry and redis.call('SISMEMBER', KEYS[5], id) == 1
+      and redis.call('HEXISTS', KEYS[3], id) == 0 then
+    take = true
+    retried = retried + 1
+  end
+  if take then
+    redis.call('HSET', KEYS[3], id, ARGV[i + 1])
+    redis.call('RPUSH', KEYS[4], id)
+  end
+end
+redis.call('HINCRBY', KEYS[6], 'posts/total', added)
+redis.call('HINCRBY', KEYS[6], 'images/total', images)
+return {added, images, retried}
+"""
+
+# KEYS: queue, posts, leases, workers
+# ARGV: worker, how many, the worker's deadline (ms)
+TAKE = """
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+local ids = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
+if not ids then return {} end
+local taken = {}
+for _, id in ipairs(ids) do
+  local post = redis.call('HGET', KEYS[2], id)
+  if post then
+    redis.call('HSET', KEYS[3], id, ARGV[1])
+    taken[#taken + 1] = post
+  end
+end
+return taken
+"""
+
+# KEYS: workers, leases, queue
+# ARGV: now (ms)
+# Posts leased by workers whose deadline has passed go back to the queue's front.
+REAP = """
+local alive = {}
+for _, worker in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do
+  alive[worker] = true
+end
+local leases = redis.call('HGETALL', KEYS[2])
+local returned = 0
+for i = 1, #leases, 2 do
+  if not alive[leases[i + 1]] then
+    redis.call('HDEL', KEYS[2], leases[i])
+    redis.call('LPUSH', KEYS[3], leases[i])
+    returned = returned + 1
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+return returned
+"""
+
+# KEYS: leases, posts, queue, results, failed, counts, version
+# ARGV: worker, then for each post: id, result, failed ("1"/"0"), n, and n
+# pairs of counter and change. A post another worker has taken again is left
+# to that worker's ack; one put back in the queue meanwhile is taken out.
+ACK = """
+local worker = ARGV[1]
+local i, acked = 2, 0
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 3])
+  local owner = redis.call('HGET', KEYS[1], id)
+  local mine = owner == worker
+  if not owner and redis.call('HEXISTS', KEYS[2], id) == 1 then
+    redis.call('LREM', KEYS[3], 1, id)
+    mine = true
+  end
+  if mine then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HSET', KEYS[4], id, ARGV[i + 1])
+    if ARGV[i + 2] == '1' then
+      redis.call('SADD', KEYS[5], id)
+    else
+      redis.call('SREM', KEYS[5], id)
+    end
+    for j = i + 4, i + 2 + 2 * n, 2 do
+      redis.call('HINCRBY', KEYS[6], ARGV[j], ARGV[j + 1])
+    end
+    acked = acked + 1
+  end
+  i = i + 4 + 2 * n
+end
+if acked > 0 then redis.call('INCR', KEYS[7]) end
+return acked
+"""
+
+# KEYS: leases, queue
+# ARGV: worker, ids: this worker's posts back to the queue's front, untouched.
+RELEASE = """
+local released = 0
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('LPUSH', KEYS[2], ARGV[i])
+    released = released + 1
+  end
+end
+return released
+"""
+
+# KEYS: images, image_keys
+# ARGV: "post/position/key", key
+# The image stored for this post and position, else the first stored under this key.
+FIND = """
+local found = redis.call('HGET', KEYS[1], ARGV[1])
+if found then return found end
+local first = redis.call('HGET', KEYS[2], ARGV[2])
+if first then return redis.call('HGET', KEYS[1], first) end
+return false
+"""
+
+# KEYS: images, contents, claim
+# ARGV: sha256, worker, claim's lifetime (ms)
+# The image already holding these bytes; else 1 if they are this worker's to
+# store (it now holds the claim), 0 if another worker is storing them.
+CLAIM = """
+local first = redis.call('HGET', KEYS[2], ARGV[1])
+if first then
+  local image = redis.call('HGET', KEYS[1], first)
+  if image then return image end
+end
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+if redis.call('GET', KEYS[3]) == ARGV[2] then return 1 end
+return 0
+"""
+
+# KEYS: images, image_keys, contents, claim
+# ARGV: "post/position/key", image, key, sha256, worker
+RECORD = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[1])
+if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+"""
+
+# KEYS: claim
+# ARGV: worker
+UNCLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+"""
+
+# KEYS: allotments (of one host), workers
+# ARGV: worker, wanted, in flight now, ceiling, now (ms)
+# Returns the worker's share: how many it may have in flight. The host's
+# ceiling is shared max-min fairly (in the order of their wants, then names)
+# between the live workers that want some; a share is at most what the others'
+# allotments leave free. A worker's allotment is its share, or what it still
+# has in flight above it, so the allotments never add up to more than the
+# ceiling, and a share that shrinks frees its room as requests end.
+ALLOT = """
+local me, want = ARGV[1], tonumber(ARGV[2])
+local in_flight, ceiling, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local fields = redis.call('HGETALL', KEYS[1])
+local others, wants, live = 0, {{want, me}}, {}
+for i = 1, #fields, 2 do
+  local kind, worker = string.sub(fields[i], 1, 1), string.sub(fields[i], 3)
+  if worker ~= me then
+    if live[worker] == nil then
+      local deadline = redis.call('ZSCORE', KEYS[2], worker)
+      live[worker] = deadline ~= false and tonumber(deadline) >= now
+    end
+    if not live[worker] then
+      redis.call('HDEL', KEYS[1], fields[i])
+    elseif kind == 'a' then
+      others = others + tonumber(fields[i + 1])
+    elseif tonumber(fields[i + 1]) > 0 then
+      wants[#wants + 1] = {tonumber(fields[i + 1]), worker}
+    end
+  end
+end
+table.sort(wants, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+local left, fair = ceiling, 0
+for k, entry in ipairs(wants) do
+  local share = math.min(entry[1], math.ceil(left / (#wants - k + 1)))
+  if entry[2] == me then fair = share end
+  left = left - share
+end
+local share = math.max(0, math.min(fair, ceiling - others))
+redis.call('HSET', KEYS[1], 'a:' .. me, math.max(in_flight, share), 'w:' .. me, want)
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return share
+"""

@@ -1,0 +1,363 @@
+"""One job, many workers: real crawl processes sharing a real redis-server and one store."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import images
+from tests.conftest import (
+    PROJECT_ROOT,
+    crawl_command,
+    crawl_env,
+    read_jsonl,
+    sha256,
+    wait_until,
+)
+from tests.imageserver import Route
+from tests.redisserver import RedisServer
+
+EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
+SLOW = 0.15  # seconds each image takes to answer, so that workers overlap
+
+
+def start_worker(store: Path, *settings: str, posts: Path | None = None) -> subprocess.Popen:
+    """A worker; given ``posts``, it queues them for the job first."""
+    command = crawl_command(posts or "-", store, "IGIMAGES_PROGRESS_INTERVAL=0.5", *settings)
+    if posts is None:  # a worker that only takes the job's posts
+        command.remove("-a")
+        command.remove("posts=-")
+    return subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=crawl_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(worker: subprocess.Popen, timeout: float = 90) -> tuple[int, str]:
+    try:
+        _, stderr = worker.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        _, stderr = worker.communicate()
+        pytest.fail(f"a worker did not finish:\n{stderr[-3000:]}")
+    return worker.returncode, stderr
+
+
+def posts_done(stderr: str) -> int:
+    found = re.search(r"igimages finished \(\w+\) in [^:]+: \d+ images of (\d+) posts", stderr)
+    assert found, stderr
+    return int(found[1])
+
+
+def test_workers_share_one_queue_and_store_each_content_once(server, write_posts, store, job):
+    own = {f"/p{n}-{k}.jpg": images.jpeg(seed=1000 + 2 * n + k) for n in range(36) for k in (0, 1)}
+    for path, body in own.items():
+        server.add(path, Route(body, delay=SLOW))
+    # The same bytes under a URL of each post's own, and one URL in every post.
+    same = images.png(seed=7)
+    for n in range(36):
+        server.add(f"/same-{n}.png", Route(same, delay=SLOW))
+    common = server.add("/common.jpg", Route(images.jpeg(seed=9), delay=SLOW))
+    posts = write_posts(
+        {
+            f"post{n}": [
+                server.url(f"/p{n}-0.jpg"),
+                server.url(f"/p{n}-1.jpg"),
+                server.url(f"/same-{n}.png"),
+                common,
+            ]
+            for n in range(36)
+        }
+    )
+    ceiling = "CONCURRENT_REQUESTS_PER_DOMAIN=4"  # for the whole job, as the server sees it
+    workers = [
+        start_worker(store, ceiling, *job.settings, posts=posts),  # two machines feed
+        start_worker(store, ceiling, *job.settings, posts=posts),  # the same input
+        start_worker(store, ceiling, *job.settings),
+    ]
+    results = [finish(worker) for worker in workers]
+    for status, stderr in results:
+        assert status == EXIT_OK, stderr
+
+    # Queued once, though fed twice; done by more than one worker.
+    queued = [int(re.search(r"queued (\d+) new posts", r[1])[1]) for r in results[:2]]
+    assert sum(queued) == 36
+    assert sum(1 for _, stderr in results if posts_done(stderr)) >= 2
+    assert sum(posts_done(stderr) for _, stderr in results) == 36
+    assert server.max_in_flight_per_host["127.0.0.1"] <= 4
+
+    # One manifest, merged from every worker: each post once, each image byte-exact.
+    manifest = read_jsonl(store / "manifest.jsonl")
+    assert sorted(line["id"] for line in manifest) == sorted(f"post{n}" for n in range(36))
+    inodes: dict[str, set[int]] = {}
+    for line in manifest:
+        n = int(line["id"].removeprefix("post"))
+        expected = [own[f"/p{n}-0.jpg"], own[f"/p{n}-1.jpg"], same, images.jpeg(seed=9)]
+        for image, body in zip(line["images"], expected, strict=True):
+            stored = store / image["path"]
+            assert sha256(stored.read_bytes()) == sha256(body) == image["sha256"]
+            inodes.setdefault(image["sha256"], set()).add(stored.stat().st_ino)
+    # Stored once per distinct content: every other place is a link to it.
+    assert len(inodes) == 36 * 2 + 2
+    assert all(len(found) == 1 for found in inodes.values())
+    assert all(server.hits(path) == 1 for path in own)  # each post by one worker
+    assert not list((store / ".igimages" / "tmp").iterdir())
+    summary = json.loads((store / "summary.json").read_text())
+    assert summary["posts/total"] == summary["posts/done"] == 36
+    assert summary["images/total"] == 144
+    assert summary["finish_reason"] == "finished"
+    assert read_jsonl(store / "failures.jsonl") == []
+
+    # Fed again when it is done: nothing is added, nothing is requested.
+    server.reset_counters()
+    status, stderr = finish(start_worker(store, *job.settings, posts=posts))
+    assert status == EXIT_OK, stderr
+    assert "queued 0 new posts (0 images)" in stderr
+    assert "36 were in the job already" in stderr
+    assert server.requests == []
+
+
+def test_a_killed_worker_leaves_its_posts_to_the_others(server, write_posts, store, job):
+    bodies = {
+        f"/k{n}-{k}.jpg": images.jpeg(seed=2000 + 2 * n + k) for n in range(30) for k in (0, 1)
+    }
+    for path, body in bodies.items():
+        server.add(path, Route(body, delay=0.3))
+    posts = write_posts(
+        {f"post{n}": [server.url(f"/k{n}-{k}.jpg") for k in (0, 1)] for n in range(30)}
+    )
+    settings = [*job.settings, "IGIMAGES_LEASE_SECONDS=3", "CONCURRENT_REQUESTS_PER_DOMAIN=6"]
+    doomed = start_worker(store, *settings, posts=posts)
+    redis = job.client()
+
+    def doomed_holds_posts() -> bool:
+        owners = {owner.decode() for owner in redis.hvals(job.key("leases"))}
+        return any(f"-{doomed.pid}-" in owner for owner in owners) and len(server.requests) >= 6
+
+    wait_until(doomed_holds_posts, timeout=60)
+    others = [start_worker(store, *settings) for _ in range(2)]
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait(10)
+    results = [finish(worker) for worker in others]
+    for status, stderr in results:
+        assert status == EXIT_OK, stderr
+    assert any(re.search(r"Put \d+ posts of stopped workers back", r[1]) for r in results)
+
+    manifest = read_jsonl(store / "manifest.jsonl")
+    assert sorted(line["id"] for line in manifest) == sorted(f"post{n}" for n in range(30))
+    for line in manifest:
+        n = int(line["id"].removeprefix("post"))
+        for k, image in enumerate(line["images"]):
+            assert image["status"] in ("downloaded", "cached"), image
+            assert (store / image["path"]).read_bytes() == bodies[f"/k{n}-{k}.jpg"]
+    assert redis.llen(job.key("queue")) == 0
+    assert redis.hlen(job.key("leases")) == 0
+
+
+def test_a_retry_after_seen_by_one_worker_pauses_the_host_for_all(server, write_posts, store, job):
+    paths = [f"/r{n}.jpg" for n in range(60)]
+    for n, path in enumerate(paths):
+        server.add(path, Route(images.jpeg(seed=3000 + n), delay=0.1))
+    refused = "/r40.jpg"  # late enough for both workers to be at work
+    server.add(
+        refused,
+        Route(
+            images.jpeg(seed=3040),
+            delay=0.1,
+            first=[Route(b"slow down\n", 429, "text/plain", headers={"Retry-After": "2"})],
+        ),
+    )
+    posts = write_posts({f"post{n}": [server.url(path)] for n, path in enumerate(paths)})
+    # Leases shorter than the pause: a worker that waits still keeps its post.
+    settings = [*job.settings, "CONCURRENT_REQUESTS_PER_DOMAIN=4", "IGIMAGES_LEASE_SECONDS=1"]
+    first = start_worker(store, *settings, posts=posts)
+    wait_until(lambda: len(server.requests) >= 1, timeout=60)
+    second = start_worker(store, *settings)
+    results = [finish(first), finish(second)]
+    for status, stderr in results:
+        assert status == EXIT_OK, stderr
+
+    records = server.requests
+    refusal = next(r for r in records if r.status == 429)
+    during = [r for r in records if refusal.time + 0.3 < r.time < refusal.time + 1.7]
+    assert during == [], "a worker sent requests while the host was paused"
+    assert any("another worker of the job had a 429" in stderr for _, stderr in results)
+    assert server.hits(refused) == 2  # the 429, then the answer: by the worker that waited
+    assert sum(posts_done(stderr) for _, stderr in results) == 60
+    assert all(posts_done(stderr) for _, stderr in results)
+
+
+def test_failures_are_retried_through_the_queue(server, write_posts, store, job):
+    good = server.add("/good.jpg", images.jpeg(seed=41))
+    missing = server.url("/later.jpg")  # 404 for now
+    posts = write_posts({"a": [good, missing], "b": [server.add("/b.png", images.png(seed=42))]})
+    status, stderr = finish(start_worker(store, *job.settings, posts=posts))
+    assert status == EXIT_SOME_FAILED, stderr
+    failures = read_jsonl(store / "failures.jsonl")
+    assert [(f["post_id"], f["position"], f["reason"]) for f in failures] == [("a", 2, "http_404")]
+
+    server.add("/later.jpg", images.jpeg(seed=43))
+    server.reset_counters()
+    retry = store.parent / "retry.jsonl"
+    retry.write_bytes((store / "failures.jsonl").read_bytes())
+    status, stderr = finish(start_worker(store, *job.settings, posts=retry))
+    assert status == EXIT_OK, stderr
+    assert "and 1 posts again to retry their failures" in stderr
+    assert [r.path for r in server.requests] == ["/later.jpg"]
+
+    manifest = {line["id"]: line for line in read_jsonl(store / "manifest.jsonl")}
+    assert list(manifest) == ["a", "b"]
+    a = manifest["a"]["images"]
+    assert [(i["position"], i["status"]) for i in a] == [(1, "downloaded"), (2, "downloaded")]
+    assert (store / a[1]["path"]).read_bytes() == images.jpeg(seed=43)
+    assert read_jsonl(store / "failures.jsonl") == []
+    summary = json.loads((store / "summary.json").read_text())
+    assert summary["images/downloaded"] == 3
+    assert summary.get("images/failed", 0) == 0
+    assert summary["posts/done"] == summary["posts/total"] == 2
+
+    # The same failure feed again: nothing left to retry.
+    status, stderr = finish(start_worker(store, *job.settings, posts=retry))
+    assert status == EXIT_OK, stderr
+    assert "queued 0 new posts (0 images)" in stderr
+    assert "1 were in the job already" in stderr
+
+
+def test_unreachable_redis_is_one_line_and_nothing_is_written(write_posts, store, server):
+    posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
+    from tests.cloud import free_port
+
+    url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"
+    completed = subprocess.run(
+        crawl_command(posts, store, f"REDIS_URL={url}"),
+        cwd=PROJECT_ROOT,
+        env=crawl_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == EXIT_STOPPED
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, completed.stderr
+    assert f"Redis at redis://:(hidden)@127.0.0.1:{url.rsplit(':', 1)[1]}" in errors[0]
+    assert "Traceback" not in completed.stderr
+    assert "s3cret-pass" not in completed.stderr
+    assert not store.exists()
+    assert server.requests == []
+
+
+def test_redis_lost_mid_job_stops_the_worker_and_the_same_command_completes(
+    server, write_posts, store, tmp_path
+):
+    bodies = {f"/l{n}.jpg": images.jpeg(seed=4000 + n) for n in range(40)}
+    for path, body in bodies.items():
+        server.add(path, Route(body, delay=0.2))
+    posts = write_posts({f"post{n}": [server.url(f"/l{n}.jpg")] for n in range(40)})
+    redis_server = RedisServer(tmp_path).start()
+    settings = [f"REDIS_URL={redis_server.url}", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
+    try:
+        worker = start_worker(store, *settings, posts=posts)
+        wait_until(lambda: len(server.requests) >= 8, timeout=60)
+        redis_server.kill()
+        status, stderr = finish(worker)
+        assert status == EXIT_STOPPED, stderr
+        stopping = [line for line in stderr.splitlines() if "Stopping: Redis at" in line]
+        assert len(stopping) == 1, stderr
+        assert "Traceback" not in stderr
+        # What was stored is whole.
+        stored = [p for p in store.iterdir() if p.is_dir() and p.name.startswith("post")]
+        assert stored
+        for folder in stored:
+            for file in folder.iterdir():
+                assert file.read_bytes() == bodies[f"/l{folder.name.removeprefix('post')}.jpg"]
+
+        # Redis is back (empty: it kept nothing): the same command completes the job.
+        redis_server.start()
+        server.reset_counters()
+        status, stderr = finish(start_worker(store, *settings, posts=posts))
+        assert status == EXIT_OK, stderr
+        assert len(server.requests) <= 40 - len(stored)  # what is stored is not fetched again
+        manifest = read_jsonl(store / "manifest.jsonl")
+        assert len(manifest) == 40
+        for line in manifest:
+            image = line["images"][0]
+            assert (store / image["path"]).read_bytes() == bodies[f"/l{line['id'][4:]}.jpg"]
+    finally:
+        redis_server.stop()
+
+
+def test_a_worker_with_another_store_cannot_join_the_job(write_posts, store, tmp_path, job, server):
+    posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
+    status, stderr = finish(start_worker(store, *job.settings, posts=posts))
+    assert status == EXIT_OK, stderr
+    other = tmp_path / "elsewhere"
+    status, stderr = finish(start_worker(other, *job.settings))
+    assert status == EXIT_STOPPED
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert f"stores into {store}, not {other}" in errors[0]
+    assert not other.exists()
+
+
+@pytest.mark.parametrize("wants", [(100, 100, 100), (1, 100, 100), (3, 3, 100)])
+def test_allotments_never_add_up_to_more_than_the_ceiling(redis_server, job, wants):
+    from igimages.job import scripts
+
+    client = job.client()
+    allot = client.register_script(scripts.ALLOT)
+    keys = [job.key("allot:host"), job.key("workers")]
+    now = int(time.time() * 1000)
+    workers = [f"w{n}" for n in range(len(wants))]
+    client.zadd(job.key("workers"), dict.fromkeys(workers, now + 60000))
+    allotted = dict.fromkeys(workers, 0)
+    for _ in range(3):  # each asks in turn, as their sync loops do, using all it may
+        for worker, want in zip(workers, wants, strict=True):
+            allotted[worker] = allot(keys, [worker, want, allotted[worker], 10, now])
+            held = client.hgetall(keys[0])
+            assert sum(int(v) for f, v in held.items() if f.startswith(b"a:")) <= 10
+    expected = {(100, 100, 100): [4, 3, 3], (1, 100, 100): [1, 5, 4], (3, 3, 100): [3, 3, 4]}
+    assert sorted(allotted.values(), reverse=True) == sorted(expected[wants], reverse=True)
+
+    # A worker that stops beating loses its allotment to the others.
+    client.zadd(job.key("workers"), {"w0": now - 1})
+    before = allotted["w1"]
+    allotted["w1"] = allot(keys, ["w1", 100, 0, 10, now])
+    assert client.hget(keys[0], "a:w0") is None
+    assert before <= allotted["w1"] <= 10 - allotted["w2"]
+
+
+def test_leases_outlive_a_long_wait_but_not_their_worker(redis_server, job):
+    from igimages.job import scripts
+
+    client = job.client()
+    k = {name: job.key(name) for name in ("queue", "posts", "leases", "workers")}
+    for n in range(4):
+        client.hset(k["posts"], f"p{n}", json.dumps({"id": f"p{n}", "image_urls": []}))
+        client.rpush(k["queue"], f"p{n}")
+    take = client.register_script(scripts.TAKE)
+    reap = client.register_script(scripts.REAP)
+    now = int(time.time() * 1000)
+    assert (
+        len(take([k["queue"], k["posts"], k["leases"], k["workers"]], ["alive", 2, now + 30_000]))
+        == 2
+    )
+    assert (
+        len(take([k["queue"], k["posts"], k["leases"], k["workers"]], ["dying", 2, now + 1_000]))
+        == 2
+    )
+    # Long after the dying worker's last beat, while the live one still beats:
+    assert reap([k["workers"], k["leases"], k["queue"]], [now + 5_000]) == 2
+    assert sorted(client.lrange(k["queue"], 0, -1)) == [b"p2", b"p3"]
+    assert {v.decode() for v in client.hvals(k["leases"])} == {"alive"}
