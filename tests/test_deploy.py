@@ -35,9 +35,9 @@ def copy_sources(target: Path) -> Path:
 def test_pip_installs_the_project_with_its_dependencies_declared(tmp_path):
     source = copy_sources(tmp_path / "src")
     target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-        + ["--disable-pip-version-check", "--target", str(target), str(source)],
+        [*pip, "--no-deps", "--target", str(target), str(source)],
         check=True,
         capture_output=True,
         timeout=120,

@@ -77,7 +77,7 @@ class Command(ScrapyCommand):
             f"{status.queued} queued, {status.leased} with {status.workers} live workers",
             f"  images: {done} stored, {failed} failed, of {counts.get('images/total', 0)}",
         ]
-        reasons = {k.removeprefix("failed/"): v for k, v in counts.items() if k.startswith("failed/")}
+        reasons = {k[7:]: v for k, v in counts.items() if k.startswith("failed/")}
         if any(reasons.values()):
             lines.append(
                 "  failed by reason: "
