@@ -12,8 +12,12 @@ import redis
 
 from tests.cloud import free_port
 
+PASSWORD = "igimages-redis-Kx72"  # must never show in a log, a feed or the summary
+
 
 class RedisServer:
+    """With a password, as a Redis that workers reach over a network has."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.port = free_port()
@@ -21,13 +25,13 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
 
     def start(self) -> Self:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed: run scripts/install-system-packages.sh"
         command = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
-        command += ["--appendonly", "no", "--dir", str(self.directory)]
+        command += ["--appendonly", "no", "--dir", str(self.directory), "--requirepass", PASSWORD]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -42,7 +46,7 @@ class RedisServer:
                 time.sleep(0.05)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD)
 
     def kill(self) -> None:
         """Gone at once, as a machine that vanishes (its data with it)."""

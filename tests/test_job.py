@@ -22,7 +22,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.imageserver import Route
-from tests.redisserver import RedisServer
+from tests.redisserver import PASSWORD, RedisServer
 
 EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
 SLOW = 0.15  # seconds each image takes to answer, so that workers overlap
@@ -52,6 +52,7 @@ def finish(worker: subprocess.Popen, timeout: float = 90) -> tuple[int, str]:
         worker.kill()
         _, stderr = worker.communicate()
         pytest.fail(f"a worker did not finish:\n{stderr[-3000:]}")
+    assert PASSWORD not in stderr  # the settings' log shows REDIS_URL without it
     return worker.returncode, stderr
 
 
@@ -119,6 +120,8 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
     assert summary["images/total"] == 144
     assert summary["finish_reason"] == "finished"
     assert read_jsonl(store / "failures.jsonl") == []
+    for name in ("manifest.jsonl", "failures.jsonl", "summary.json"):
+        assert PASSWORD not in (store / name).read_text()
 
     # Fed again when it is done: nothing is added, nothing is requested.
     server.reset_counters()
@@ -170,11 +173,11 @@ def test_a_retry_after_seen_by_one_worker_pauses_the_host_for_all(server, write_
     paths = [f"/r{n}.jpg" for n in range(60)]
     for n, path in enumerate(paths):
         server.add(path, Route(images.jpeg(seed=3000 + n), delay=0.1))
-    refused = "/r40.jpg"  # late enough for both workers to be at work
+    refused = "/r45.jpg"  # late enough for both workers to be at work
     server.add(
         refused,
         Route(
-            images.jpeg(seed=3040),
+            images.jpeg(seed=3045),
             delay=0.1,
             first=[Route(b"slow down\n", 429, "text/plain", headers={"Retry-After": "2"})],
         ),
@@ -183,8 +186,7 @@ def test_a_retry_after_seen_by_one_worker_pauses_the_host_for_all(server, write_
     # Leases shorter than the pause: a worker that waits still keeps its post.
     settings = [*job.settings, "CONCURRENT_REQUESTS_PER_DOMAIN=4", "IGIMAGES_LEASE_SECONDS=1"]
     first = start_worker(store, *settings, posts=posts)
-    wait_until(lambda: len(server.requests) >= 1, timeout=60)
-    second = start_worker(store, *settings)
+    second = start_worker(store, *settings)  # waits for the first to queue the posts
     results = [finish(first), finish(second)]
     for status, stderr in results:
         assert status == EXIT_OK, stderr

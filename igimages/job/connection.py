@@ -7,13 +7,14 @@ the asyncio client on Scrapy's asyncio reactor, commands the blocking one.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import redis
 import redis.asyncio
 from scrapy.settings import BaseSettings
 from scrapy_redis import connection
+
+from igimages.redact import hide_url_passwords
 
 CONNECTIONS = 16  # per crawl process
 
@@ -59,13 +60,9 @@ def describe(settings: BaseSettings) -> str:
     url = settings.get("REDIS_URL") or (
         f"redis://{settings.get('REDIS_HOST')}:{settings.get('REDIS_PORT') or 6379}"
     )
-    return hide_password(url)
-
-
-def hide_password(url: str) -> str:
-    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1(hidden)@", url)
+    return hide_url_passwords(url)
 
 
 def unavailable(settings: BaseSettings, exc: BaseException) -> RedisUnavailable:
     reason = (str(exc) or type(exc).__name__).splitlines()[0]
-    return RedisUnavailable(f"Redis at {describe(settings)}: {hide_password(reason)}")
+    return RedisUnavailable(f"Redis at {describe(settings)}: {hide_url_passwords(reason)}")

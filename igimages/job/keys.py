@@ -100,8 +100,12 @@ class JobKeys:
         return self._key(f"allot:{slot}")
 
     @property
-    def events(self) -> str:  # channel: host cool-downs
+    def events(self) -> str:  # channel: host pauses, as they happen
         return self._key("events")
+
+    @property
+    def pauses(self) -> str:  # hash: host -> until when it is paused (Unix time)
+        return self._key("pauses")
 
 
 def store_identity(store: str) -> str:

@@ -127,19 +127,25 @@ class SharedPauses:
         self.worker = worker
 
     async def publish(self, slot: str, seconds: float) -> None:
-        message = json.dumps({"worker": self.worker, "slot": slot, "seconds": seconds})
-        await self.client.publish(self.keys.events, message)
+        until = time.time() + seconds
+        message = json.dumps({"worker": self.worker, "slot": slot, "until": until})
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.pauses, slot, str(until))  # for workers that start meanwhile
+            pipe.publish(self.keys.events, message)
+            await pipe.execute()
 
     async def listen(self, ready: asyncio.Event) -> None:
         async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(self.keys.events)
+            for slot, until in (await self.client.hgetall(self.keys.pauses)).items():
+                self._pause(slot.decode(), float(until))
             ready.set()
             async for message in pubsub.listen():
                 event = json.loads(message["data"])
                 if event["worker"] != self.worker:
-                    logger.info(
-                        "%s paused for %.1fs: another worker of the job had a 429",
-                        event["slot"],
-                        event["seconds"],
-                    )
-                    self.gate.pause(event["slot"], event["seconds"])
+                    self._pause(event["slot"], event["until"])
+
+    def _pause(self, slot: str, until: float) -> None:
+        if (seconds := until - time.time()) > 0:
+            logger.info("%s paused for %.1fs: another worker of the job had a 429", slot, seconds)
+            self.gate.pause(slot, seconds)
