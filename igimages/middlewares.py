@@ -70,6 +70,9 @@ class HostLimits(Protocol):
 
     def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None: ...
 
+    def refused_elsewhere(self, slot: str, in_flight: int) -> None:
+        """Another worker of the job was refused by this host (429, 503)."""
+
 
 class FixedLimits:
     """Each host's ceiling, whatever it answers (``AUTOTHROTTLE_ENABLED=False``)."""
@@ -81,6 +84,9 @@ class FixedLimits:
         pass
 
     def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None:
+        pass
+
+    def refused_elsewhere(self, slot: str, in_flight: int) -> None:
         pass
 
 

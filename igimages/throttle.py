@@ -49,6 +49,7 @@ OVERLOAD_STATUSES = {429: "429", 503: "503"}
 #: Download failures that mean the same, by their failure reason.
 OVERLOAD_REASONS = {"timeout": "timeout", "connection": "dropped", "truncated": "dropped"}
 LATENCY = "latency"
+ELSEWHERE = "elsewhere"  # a refusal another worker of the job had
 
 OVERLOAD_BACKOFF = 0.85  # of what was in flight when the refused request went out
 LATENCY_BACKOFF = 0.9  # at least; more the longer the queue
@@ -258,6 +259,18 @@ class AdaptiveConcurrency:
             self._count(slot, "cuts", signal)
             if int(host.limit) != before:
                 self._changed(slot, host, before, signal)
+
+    def refused_elsewhere(self, slot: str, in_flight: int) -> None:
+        """Another worker of the job was refused by this host: cut as if this one
+        had been, from what it has in flight, once per round trip as always."""
+        if (host := self.hosts.get(slot)) is None or not in_flight:
+            return
+        before = int(host.limit)
+        now = time.monotonic()
+        if host.overloaded(now - host.smoothed, in_flight, now):
+            self._count(slot, "cuts", ELSEWHERE)
+            if int(host.limit) != before:
+                self._changed(slot, host, before, ELSEWHERE)
 
     # Stats and the debug log
 

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tests.conftest import (
     sha256,
     wait_until,
 )
-from tests.imageserver import Route
+from tests.imageserver import Load, Route
 from tests.redisserver import PASSWORD, RedisServer
 
 EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
@@ -54,6 +55,15 @@ def finish(worker: subprocess.Popen, timeout: float = 90) -> tuple[int, str]:
         pytest.fail(f"a worker did not finish:\n{stderr[-3000:]}")
     assert PASSWORD not in stderr  # the settings' log shows REDIS_URL without it
     return worker.returncode, stderr
+
+
+def job_command(action: str, store: Path, job) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "scrapy", "job", action, "-s", f"IMAGES_STORE={store}"]
+    for setting in job.settings:
+        command += ["-s", setting]
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=crawl_env(), capture_output=True, text=True, timeout=60
+    )
 
 
 def posts_done(stderr: str) -> int:
@@ -131,6 +141,18 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
     assert "36 were in the job already" in stderr
     assert server.requests == []
 
+    # The job's feeds written again on demand, its state shown, then forgotten.
+    written = (store / "manifest.jsonl").read_bytes()
+    (store / "manifest.jsonl").unlink()
+    merged = job_command("merge", store, job)
+    assert merged.returncode == 0, merged.stderr
+    assert (store / "manifest.jsonl").read_bytes() == written
+    status = job_command("status", store, job)
+    assert "posts: 36 done of 36; 0 queued, 0 with 0 live workers" in status.stdout
+    assert "images: 144 stored, 0 failed, of 144" in status.stdout
+    assert job_command("forget", store, job).returncode == 0
+    assert list(job.client().scan_iter(match=job.key("*"))) == []
+
 
 def test_a_killed_worker_leaves_its_posts_to_the_others(server, write_posts, store, job):
     bodies = {
@@ -199,6 +221,25 @@ def test_a_retry_after_seen_by_one_worker_pauses_the_host_for_all(server, write_
     assert server.hits(refused) == 2  # the 429, then the answer: by the worker that waited
     assert sum(posts_done(stderr) for _, stderr in results) == 60
     assert all(posts_done(stderr) for _, stderr in results)
+
+
+def test_a_refusal_seen_by_one_worker_cuts_every_workers_limit(server, write_posts, store, job):
+    paths = [f"/f{n}.jpg" for n in range(80)]
+    for n, path in enumerate(paths):
+        server.add(path, Route(images.jpeg(seed=6000 + n), delay=0.1))
+    posts = write_posts({f"post{n}": [server.url(path)] for n, path in enumerate(paths)})
+    server.set_load(Load(refuse_above=3))  # 429, no Retry-After, above 3 being served
+    settings = [*job.settings, "CONCURRENT_REQUESTS_PER_DOMAIN=12", "AUTOTHROTTLE_DEBUG=True"]
+    settings += ["IGIMAGES_RETRY_BACKOFF_BASE=0.1"]
+    workers = [start_worker(store, *settings, posts=posts), start_worker(store, *settings)]
+    results = [finish(worker) for worker in workers]
+    for status, stderr in results:
+        assert status == EXIT_OK, stderr
+    assert all(posts_done(stderr) for _, stderr in results)
+    assert any(re.search(r"limit 127\.0\.0\.1 \d+ -> \d+ \(elsewhere;", r[1]) for r in results)
+    manifest = read_jsonl(store / "manifest.jsonl")
+    assert len(manifest) == 80
+    assert all(line["images"][0]["status"] == "downloaded" for line in manifest)
 
 
 def test_failures_are_retried_through_the_queue(server, write_posts, store, job):

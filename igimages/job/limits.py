@@ -7,7 +7,8 @@ some share it max-min fairly, and the allotments never add up to more than
 the ceiling, so neither do the requests in flight. A worker asks again every
 ``SYNC_INTERVAL`` for the hosts it uses (keeping no more than it wants, so
 others get their share) and at once when its own limit wants more.
-A ``Retry-After`` pause seen by one worker is published to the others.
+A ``Retry-After`` pause, and a refusal, seen by one worker are told to the
+others (``HostEvents``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from igimages.job import scripts
 from igimages.job.keys import JobKeys
 from igimages.job.queue import now_ms
 from igimages.middlewares import DownloadGateMiddleware, HostLimits
+from igimages.throttle import OVERLOAD_STATUSES
 
 logger = logging.getLogger(__name__)
 
 SYNC_INTERVAL = 0.5  # seconds between a worker's questions for the hosts it uses
 ASK_INTERVAL = 0.05  # ...and at most this often for a host it wants more of
+REFUSAL_INTERVAL = 0.25  # seconds between a worker's messages of one host's refusals
 INF = float("inf")
 
 
@@ -54,6 +57,7 @@ class JobHostLimits:
         self.shares: dict[str, int] = {}  # how many each host may have in flight from here
         self._asking: set[str] = set()
         self._asked_at: dict[str, float] = {}
+        self.events: HostEvents | None = None
         self._allot = client.register_script(scripts.ALLOT)
 
     # The gate's questions and reports (HostLimits)
@@ -67,9 +71,14 @@ class JobHostLimits:
 
     def answered(self, slot: str, sent_at: float, in_flight: int, status: int) -> None:
         self.own.answered(slot, sent_at, in_flight, status)
+        if status in OVERLOAD_STATUSES and self.events is not None:
+            self.events.refused(slot)
 
     def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None:
         self.own.failed(slot, sent_at, in_flight, exception)
+
+    def refused_elsewhere(self, slot: str, in_flight: int) -> None:
+        self.own.refused_elsewhere(slot, in_flight)
 
     # Allotments
 
@@ -115,24 +124,43 @@ class JobHostLimits:
         self.shares.clear()
 
 
-class SharedPauses:
-    """Publish this worker's host pauses (429 with Retry-After); apply the others'."""
+class HostEvents:
+    """What one worker learns of a host, told to the others (Redis publish/subscribe):
+
+    * a pause: a 429 with ``Retry-After`` pauses the host for every worker, and
+      is kept in Redis until it ends, for workers that start meanwhile;
+    * a refusal (429, 503): each worker cuts its own limit for the host as if
+      it had been refused, so the job backs off as one client would.
+    """
 
     def __init__(
-        self, gate: DownloadGateMiddleware, client: redis.asyncio.Redis, keys: JobKeys, worker: str
+        self,
+        limits: JobHostLimits,
+        client: redis.asyncio.Redis,
+        keys: JobKeys,
+        worker: str,
     ) -> None:
-        self.gate = gate
+        self.limits = limits
+        self.gate = limits.gate
         self.client = client
         self.keys = keys
         self.worker = worker
+        self._told: dict[str, float] = {}  # slot -> when this worker last told of a refusal
+        limits.events = self
 
-    async def publish(self, slot: str, seconds: float) -> None:
+    def refused(self, slot: str) -> None:
+        now = time.monotonic()
+        if now - self._told.get(slot, -INF) >= REFUSAL_INTERVAL:
+            self._told[slot] = now
+            self.limits.run(self._publish({"refused": slot}))
+
+    async def paused(self, slot: str, seconds: float) -> None:
         until = time.time() + seconds
-        message = json.dumps({"worker": self.worker, "slot": slot, "until": until})
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.pauses, slot, str(until))  # for workers that start meanwhile
-            pipe.publish(self.keys.events, message)
-            await pipe.execute()
+        await self.client.hset(self.keys.pauses, slot, str(until))
+        await self._publish({"paused": slot, "until": until})
+
+    async def _publish(self, event: dict[str, Any]) -> None:
+        await self.client.publish(self.keys.events, json.dumps({"worker": self.worker, **event}))
 
     async def listen(self, ready: asyncio.Event) -> None:
         async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -142,8 +170,13 @@ class SharedPauses:
             ready.set()
             async for message in pubsub.listen():
                 event = json.loads(message["data"])
-                if event["worker"] != self.worker:
-                    self._pause(event["slot"], event["until"])
+                if event["worker"] == self.worker:
+                    continue
+                if "paused" in event:
+                    self._pause(event["paused"], event["until"])
+                else:
+                    slot = event["refused"]
+                    self.limits.refused_elsewhere(slot, self.gate.in_flight_per_slot.get(slot, 0))
 
     def _pause(self, slot: str, until: float) -> None:
         if (seconds := until - time.time()) > 0:

@@ -5,7 +5,8 @@ With ``REDIS_URL`` set, the spider takes its posts from the job's queue
 of the job: its heartbeat (which keeps its leases), acknowledgements of
 finished posts with their results, posts it could not finish put back, the
 shared index for the pipeline (``catalog``), its share of each host's
-limit, cool-downs shared with the other workers, and the job-wide progress.
+limit, what it learns of hosts told to the other workers (pauses, refusals),
+and the job-wide progress.
 When the job has nothing left, the last worker writes the job's feeds.
 
 Losing Redis stops the worker as a full disk does: one line, exit status 1,
@@ -39,7 +40,7 @@ from igimages.items import Post
 from igimages.job.catalog import JobCatalog
 from igimages.job.connection import REDIS_ERRORS, async_client, is_job, unavailable
 from igimages.job.keys import JobKeys, job_name
-from igimages.job.limits import SYNC_INTERVAL, JobHostLimits, SharedPauses
+from igimages.job.limits import SYNC_INTERVAL, HostEvents, JobHostLimits
 from igimages.job.queue import Finished, JobStatus, PostQueue
 from igimages.job.results import write_job_feeds
 from igimages.middlewares import DownloadGateMiddleware
@@ -169,10 +170,10 @@ class JobWorker:
             gate.host_limits, gate, self.client, self.keys, self.worker, self.run
         )
         gate.host_limits = self.limits
-        self.pauses = SharedPauses(gate, self.client, self.keys, self.worker)
+        self.events = HostEvents(self.limits, self.client, self.keys, self.worker)
         self._every(SYNC_INTERVAL, self.limits.sync)
         listening = asyncio.Event()
-        self._listening = self.run(self.pauses.listen(listening))
+        self._listening = self.run(self.events.listen(listening))
         await asyncio.wait_for(listening.wait(), 10)
 
     def post_finished(self, item: Any) -> None:
@@ -189,7 +190,7 @@ class JobWorker:
 
     def host_paused(self, slot: str, seconds: float) -> None:
         if self.limits is not None:
-            self.run(self.pauses.publish(slot, seconds))
+            self.run(self.events.paused(slot, seconds))
 
     async def spider_closed(self, reason: str) -> None:
         for loop in self._loops:
