@@ -120,38 +120,60 @@ return released
 """
 
 # KEYS: images, image_keys
-# ARGV: "post/position/key", key
-# The image stored for this post and position, else the first stored under this key.
+# ARGV: "post/position/key" and key, for each image
+# For each: the image stored for this post and position, else the first stored
+# under this key, else "".
 FIND = """
-local found = redis.call('HGET', KEYS[1], ARGV[1])
-if found then return found end
-local first = redis.call('HGET', KEYS[2], ARGV[2])
-if first then return redis.call('HGET', KEYS[1], first) end
-return false
-"""
-
-# KEYS: images, contents, claim
-# ARGV: sha256, worker, claim's lifetime (ms)
-# The image already holding these bytes; else 1 if they are this worker's to
-# store (it now holds the claim), 0 if another worker is storing them.
-CLAIM = """
-local first = redis.call('HGET', KEYS[2], ARGV[1])
-if first then
-  local image = redis.call('HGET', KEYS[1], first)
-  if image then return image end
+local found = {}
+for i = 1, #ARGV, 2 do
+  local image = redis.call('HGET', KEYS[1], ARGV[i])
+  if not image then
+    local first = redis.call('HGET', KEYS[2], ARGV[i + 1])
+    image = first and redis.call('HGET', KEYS[1], first)
+  end
+  found[#found + 1] = image or ''
 end
-if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
-if redis.call('GET', KEYS[3]) == ARGV[2] then return 1 end
-return 0
+return found
 """
 
-# KEYS: images, image_keys, contents, claim
-# ARGV: "post/position/key", image, key, sha256, worker
+# KEYS: images, contents, workers, then each content's claim
+# ARGV: worker, claim's lifetime (ms), now (ms), then each content's sha256
+# For each: the image already holding these bytes; else "1" if they are this
+# worker's to store (it now holds the claim), "0" if another live worker is
+# storing them. The claim of a worker that stopped beating is taken over.
+CLAIM = """
+local replies = {}
+for i = 4, #KEYS do
+  local reply = '0'
+  local first = redis.call('HGET', KEYS[2], ARGV[i])
+  local image = first and redis.call('HGET', KEYS[1], first)
+  if image then
+    reply = image
+  elseif redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    reply = '1'
+  else
+    local owner = redis.call('GET', KEYS[i])
+    local beat = owner and redis.call('ZSCORE', KEYS[3], owner)
+    if owner == ARGV[1] or not beat or tonumber(beat) < tonumber(ARGV[3]) then
+      redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+      reply = '1'
+    end
+  end
+  replies[#replies + 1] = reply
+end
+return replies
+"""
+
+# KEYS: images, image_keys, contents, then each image's content's claim
+# ARGV: worker, then "post/position/key", image, key and sha256 for each image
 RECORD = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[1])
-redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[1])
-if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+for i = 4, #KEYS do
+  local a = 2 + (i - 4) * 4
+  redis.call('HSET', KEYS[1], ARGV[a], ARGV[a + 1])
+  redis.call('HSETNX', KEYS[2], ARGV[a + 2], ARGV[a])
+  redis.call('HSETNX', KEYS[3], ARGV[a + 3], ARGV[a])
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
 """
 
 # KEYS: claim

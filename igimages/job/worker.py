@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 ACK_INTERVAL = 0.5  # seconds a finished post may wait for its acknowledgement
 ACK_BATCH = 100
-POLL_INTERVAL = 1.0  # seconds between looks at an empty queue while leases are out
+POLL_INTERVAL = 0.2  # seconds between looks at an empty queue while leases are out
 TAKE_BATCH = 8  # posts taken at a time, when this worker's downloads wait for none
 HUNGRY_CHECK = 0.02  # seconds between looks at whether they do
 RATE_WINDOW = 30.0  # seconds the job-wide rate is measured over
