@@ -230,7 +230,7 @@ def test_a_refusal_seen_by_one_worker_cuts_every_workers_limit(server, write_pos
     posts = write_posts({f"post{n}": [server.url(path)] for n, path in enumerate(paths)})
     server.set_load(Load(refuse_above=3))  # 429, no Retry-After, above 3 being served
     settings = [*job.settings, "CONCURRENT_REQUESTS_PER_DOMAIN=12", "AUTOTHROTTLE_DEBUG=True"]
-    settings += ["IGIMAGES_RETRY_BACKOFF_BASE=0.1"]
+    settings += ["IGIMAGES_RETRY_BACKOFF_BASE=0.1", "RETRY_TIMES=10"]  # about cuts, not retries
     workers = [start_worker(store, *settings, posts=posts), start_worker(store, *settings)]
     results = [finish(worker) for worker in workers]
     for status, stderr in results:
