@@ -121,7 +121,11 @@ DOWNLOAD_HANDLERS = {
 
 # --- Reporting --------------------------------------------------------------------
 IGIMAGES_PROGRESS_INTERVAL = 2.0  # seconds between progress reports; 0: none
+# The summary keeps this many points at most of the run's counts over time
+# (igimages.timeline), for the report's charts; 0: none.
+IGIMAGES_TIMELINE_POINTS = 256
 EXTENSIONS = {
+    "igimages.timeline.RunTimeline": 490,  # before ImageProgress: its last point is in the summary
     "igimages.extensions.ImageProgress": 500,
     "igimages.extensions.PromptClose": 500,
     "igimages.extensions.RuntimeTuning": 500,
