@@ -2,7 +2,8 @@
 
 0: every image is stored; 1: the crawl could not run or was stopped;
 2: the posts input cannot be read (nothing was written); 3: the crawl
-finished but some images failed (listed in the failure feed).
+finished but some images failed (listed in the failure feed); 4: with
+``IGIMAGES_REPORT=True``, the crawl finished but its report could not be made.
 With ``-a plan=1`` the input is read and what a crawl would do is printed;
 nothing is downloaded or written.
 """
@@ -18,11 +19,13 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from igimages import redact
+from igimages.commands.report import write_report
 from igimages.inputs import InputSpec, PostsFileError, PostSource, Shard, survey
 from igimages.plan import make_plan
+from igimages.report import ReportError, ReportOptions
 from igimages.store import StoreError
 
-EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
+EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED, EXIT_NO_REPORT = 1, 2, 3, 4
 
 
 class Command(ScrapyCrawlCommand):
@@ -41,6 +44,13 @@ class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl post_images -a posts=PATH")
+        if self.settings.getbool("IGIMAGES_REPORT"):
+            try:  # a store the report cannot be made of is said before any download
+                ReportOptions.from_settings(self.settings)
+            except ReportError as exc:
+                print(f"error: IGIMAGES_REPORT=True: {exc}", file=sys.stderr)
+                self.exitcode = EXIT_STOPPED
+                return
         max_images = self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
         shard = Shard.from_setting(self.settings.get("IGIMAGES_SHARD"))
         try:
@@ -70,6 +80,18 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STOPPED
         elif stats.get("igimages/images/failed"):
             self.exitcode = EXIT_SOME_FAILED
+        if self.settings.getbool("IGIMAGES_REPORT"):
+            self._report(stats)
+
+    def _report(self, stats: dict[str, object]) -> None:
+        """The report of the store, once the feeds it reads are complete on disk."""
+        if stats.get("finish_reason") != "finished":
+            print(
+                "report not written: the crawl did not finish (scrapy report makes it)",
+                file=sys.stderr,
+            )
+        elif write_report(self.settings) != 0:
+            self.exitcode = EXIT_NO_REPORT
 
 
 def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:
