@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -517,3 +519,49 @@ def test_paths_from_the_manifest_stay_inside_the_store(tmp_path):
     assert "../../" not in page
     assert page.count("no preview") == 1  # the hash is not one
     assert page.count("no file: its path leaves the store") == 1
+
+
+class _Stats(dict):
+    def get_value(self, key: str, default: Any = None) -> Any:
+        return self.get(key, default)
+
+    def set_value(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+class _Task:
+    running = True
+
+    def start(self, interval: float, now: bool = True) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.running = False
+
+
+def test_the_timeline_stays_bounded_and_evenly_spaced_however_long_the_run(monkeypatch):
+    from igimages import timeline
+
+    clock = [1000.0]
+    monkeypatch.setattr(timeline, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(timeline, "create_looping_call", lambda call: _Task())
+    stats = _Stats()
+    crawler = SimpleNamespace(stats=stats, get_downloader_middleware=lambda cls: None)
+    extension = timeline.RunTimeline(crawler, max_points=16)
+    extension.spider_opened()
+    for tick in range(1, 4001):  # 1,000 s in ticks of a quarter second
+        clock[0] = 1000.0 + tick * 0.25
+        stats["igimages/images/downloaded"] = tick
+        extension.tick()
+    clock[0] += 0.1
+    extension.spider_closed()
+
+    record = stats["igimages/timeline"]
+    seconds = [point[0] for point in record["points"]]
+    assert 8 <= len(seconds) <= 17
+    gaps = {round(b - a, 3) for a, b in itertools.pairwise(seconds[:-1])}
+    assert gaps == {record["interval"]}  # evenly spaced, the interval doubled as it filled
+    assert record["interval"] == 128  # 0.25 doubled: 16 points would have spanned 960 s
+    assert seconds[0] == 0
+    assert seconds[-1] == pytest.approx(1000.1)
+    assert record["points"][-1][1] == 4000  # the last point is the end's counts
