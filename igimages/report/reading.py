@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 _FEED = re.compile(r"(?P<kind>manifest|summary)(?P<share>-\d+-of-(?P<count>\d+))?\.jsonl?\Z")
@@ -209,10 +209,9 @@ def safe_path(value: Any) -> str | None:
     """``value`` if it is a relative path that stays inside the store, else None."""
     if not isinstance(value, str) or not value or "\\" in value or "\0" in value:
         return None
-    path = PurePosixPath(value)
-    if path.is_absolute() or any(part in ("..", ".") for part in value.split("/")):
+    if any(part in ("", ".", "..") for part in value.split("/")):  # also "/abs" and "a//b"
         return None
-    return str(path)
+    return value
 
 
 def _int(value: Any) -> int | None:

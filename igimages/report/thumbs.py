@@ -111,7 +111,7 @@ class ThumbnailMaker:
             elif (
                 sha256 not in missing
                 and sha256 not in self.failed
-                and not os.path.exists(self.store / thumb_path(sha256))
+                and not os.path.exists(f"{self.store}/{thumb_path(sha256)}")
             ):
                 missing[sha256] = source
         if not missing:
