@@ -33,6 +33,7 @@ from igimages.report.reading import (
     run_files,
 )
 from igimages.report.thumbs import Batch, Job, ThumbnailMaker
+from igimages.store import is_running
 
 REPORT_DIR = "report"
 STATIC = ("report.css", "report.js")
@@ -203,7 +204,7 @@ def _staging_dir(report_dir: Path) -> Path:
         report_dir.mkdir(exist_ok=True)
         for old in report_dir.glob(".staging-*"):
             pid = old.name.removeprefix(".staging-")
-            if not pid.isdigit() or not _alive(int(pid)):
+            if not pid.isdigit() or not is_running(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
         staging = report_dir / f".staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -233,13 +234,3 @@ def _publish(staging: Path, report_dir: Path, pages: int, buckets: int) -> None:
         shutil.rmtree(staging)
     except OSError as exc:
         raise ReportError(f"cannot write {report_dir}: {exc.strerror or exc}", 1) from None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
