@@ -5,7 +5,9 @@ served by ``server.py`` on 127.0.0.1, 100 ms a response), then times
 ``scrapy report`` from outside, as a user runs it, start-up included:
 cold (every thumbnail made) and warm (none made, the pages written again),
 ``--rounds`` times each, and prints the medians, the report's size and its
-page count. ``--keep DIR`` leaves the store there (to look at the report).
+page count. ``--keep DIR`` leaves the store there (to look at the report);
+``--screenshot PNG`` takes the first page in headless Chromium at 1280x900
+(README's picture; needs selenium, chromium and chromium-driver).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency", type=float, default=0.1, help="the server's, per response")
     parser.add_argument("--keep", type=Path, help="build the store here and leave it")
+    parser.add_argument("--screenshot", type=Path, help="the first page as a PNG, 1280x900")
     args = parser.parse_args()
 
     data = corpus.load(args.posts, args.images)
@@ -97,7 +100,43 @@ def main() -> None:
         f"report/: {page_count} pages, {page_files} files, {pages / 2**20:.2f} MiB; "
         f"thumbnails: {thumb_files} files, {thumb_bytes / 2**20:.1f} MiB"
     )
+    if args.screenshot:
+        screenshot(store / "report" / "index.html", args.screenshot.resolve())
     shutil.rmtree(work, ignore_errors=True)
+
+
+def screenshot(page: Path, png: Path) -> None:
+    """The page as a reader first sees it, in headless Chromium, offline."""
+    from selenium import webdriver  # only for this option
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    profile = tempfile.mkdtemp(prefix="igimages-chromium-")
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--window-size=1280,900",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(argument)
+    service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver.get(page.as_uri())
+        time.sleep(1)  # the thumbnails in view
+        png.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(png))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    print(f"screenshot: {png}")
 
 
 def _median(runs: list[tuple[float, float]]) -> str:
