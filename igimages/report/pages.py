@@ -106,7 +106,7 @@ def render_page(
         "</header><main>",
     ]
     if overview is not None:
-        parts.append(_overview(overview, info))
+        parts.append(_overview(overview))
     parts.append(_filters(posts))
     parts.append('<div id="posts">')
     parts.extend(_post(post, no_preview) for post in posts)
@@ -300,7 +300,7 @@ def _size(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def _overview(overview: Overview, info: PageInfo) -> str:
+def _overview(overview: Overview) -> str:
     images = sum(overview.images.values())
     figures = [
         ("posts", overview.posts, ""),
@@ -308,6 +308,8 @@ def _overview(overview: Overview, info: PageInfo) -> str:
         *((status, overview.images[status], status) for status in STATUSES),
         ("posts with failures", overview.posts_with_failures, "failed"),
     ]
+    if overview.posts_without_images:
+        figures.append(("posts without images", overview.posts_without_images, ""))
     parts = ['<section class="overview" aria-label="overview"><h2>The run at a glance</h2>']
     parts.append('<div class="figures">')
     for label, value, css in figures:
