@@ -11,6 +11,7 @@ import sys
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
+from scrapy.settings import BaseSettings
 
 from igimages.report.build import ReportOptions, build_report
 from igimages.report.reading import ReportError
@@ -44,7 +45,7 @@ class Command(ScrapyCommand):
         self.exitcode = write_report(self.settings)
 
 
-def write_report(settings: object) -> int:
+def write_report(settings: BaseSettings) -> int:
     """Write the report and say so in one line; the exit status (also for ``scrapy crawl``)."""
     try:
         result = build_report(ReportOptions.from_settings(settings))

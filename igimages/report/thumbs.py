@@ -121,13 +121,13 @@ class ThumbnailMaker:
             # crawl with threads still about, which a plain fork would copy mid-step.
             context = get_context("forkserver")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        jobs = list(missing.items())
+        todo = list(missing.items())
         if self._pool is None:
-            self._account(list(missing), make_batch(str(self.store), jobs))
+            self._account(list(missing), make_batch(str(self.store), todo))
             return batch
-        size = max(4, -(-len(jobs) // (2 * self.workers)))
-        for start in range(0, len(jobs), size):
-            chunk = jobs[start : start + size]
+        size = max(4, -(-len(todo) // (2 * self.workers)))  # two chunks a worker
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
             future = self._pool.submit(make_batch, str(self.store), chunk)
             self._chunks[future] = [sha256 for sha256, _ in chunk]
             self._pending.update((sha256, future) for sha256, _ in chunk)
