@@ -128,7 +128,17 @@ DOWNLOAD_HANDLERS = {
 
 # --- Reporting --------------------------------------------------------------------
 IGIMAGES_PROGRESS_INTERVAL = 2.0  # seconds between progress reports; 0: none
+# The summary keeps this many points at most of the run's counts over time
+# (igimages.timeline), for the report's charts; 0: none.
+IGIMAGES_TIMELINE_POINTS = 256
+# `scrapy report` writes <IMAGES_STORE>/report/index.html (igimages.report):
+# this many posts a page, thumbnails made by this many processes (0: one per
+# core). IGIMAGES_REPORT=True makes a crawl that finished write it too.
+IGIMAGES_REPORT = False
+IGIMAGES_REPORT_PAGE_SIZE = 200
+IGIMAGES_REPORT_WORKERS = 0
 EXTENSIONS = {
+    "igimages.timeline.RunTimeline": 490,  # before ImageProgress: its last point is in the summary
     "igimages.job.worker.JobWorker": 500,
     "igimages.extensions.ImageProgress": 500,
     "igimages.extensions.PromptClose": 500,

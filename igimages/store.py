@@ -151,11 +151,12 @@ def _remove_orphans(tmpdir: Path) -> None:
     """Delete temporary files left by processes that no longer run."""
     for tmp in tmpdir.glob("*.part"):
         pid = tmp.name.partition("-")[0]
-        if not pid.isdigit() or (int(pid) != os.getpid() and not _running(int(pid))):
+        if not pid.isdigit() or (int(pid) != os.getpid() and not is_running(int(pid))):
             tmp.unlink(missing_ok=True)
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (its leftovers are then not orphans)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests start as real servers, if missing:
-# redis-server (many machines: one job on Redis). Needs root on a fresh machine.
+# Install the Debian packages the tests need, only those missing (CI and developers alike).
+# redis-server: one job on many machines, on Redis;
+# chromium, chromium-driver: the report's pages are opened in headless Chromium.
 set -euo pipefail
+
+PACKAGES=(redis-server chromium chromium-driver)
+
 missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
 if ((${#missing[@]})); then
-  sudo=""; [[ $(id -u) == 0 ]] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
 fi

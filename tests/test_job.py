@@ -40,21 +40,22 @@ def start_worker(store: Path, *settings: str, posts: Path | None = None) -> subp
         cwd=PROJECT_ROOT,
         env=crawl_env(),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
 def finish(worker: subprocess.Popen, timeout: float = 90) -> tuple[int, str]:
+    """The worker's exit status, and what it wrote (its log, then its output)."""
     try:
-        _, stderr = worker.communicate(timeout=timeout)
+        stdout, stderr = worker.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         worker.kill()
         _, stderr = worker.communicate()
         pytest.fail(f"a worker did not finish:\n{stderr[-3000:]}")
-    assert PASSWORD not in stderr  # the settings' log shows REDIS_URL without it
-    return worker.returncode, stderr
+    assert PASSWORD not in stderr + stdout  # the settings' log shows REDIS_URL without it
+    return worker.returncode, stderr + stdout
 
 
 def job_command(action: str, store: Path, job) -> subprocess.CompletedProcess:
@@ -92,11 +93,15 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
             for n in range(36)
         }
     )
-    ceiling = "CONCURRENT_REQUESTS_PER_DOMAIN=4"  # for the whole job, as the server sees it
+    settings = [
+        "CONCURRENT_REQUESTS_PER_DOMAIN=4",  # for the whole job, as the server sees it
+        "IGIMAGES_REPORT=True",  # written by the worker that writes the job's feeds
+        *job.settings,
+    ]
     workers = [
-        start_worker(store, ceiling, *job.settings, posts=posts),  # two machines feed
-        start_worker(store, ceiling, *job.settings, posts=posts),  # the same input
-        start_worker(store, ceiling, *job.settings),
+        start_worker(store, *settings, posts=posts),  # two machines feed
+        start_worker(store, *settings, posts=posts),  # the same input
+        start_worker(store, *settings),
     ]
     results = [finish(worker) for worker in workers]
     for status, stderr in results:
@@ -108,6 +113,8 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
     assert sum(1 for _, stderr in results if posts_done(stderr)) >= 2
     assert sum(posts_done(stderr) for _, stderr in results) == 36
     assert server.max_in_flight_per_host["127.0.0.1"] <= 4
+    assert [r[1].count("report of 36 posts, 144 images") for r in results].count(1) == 1
+    assert (store / "report" / "index.html").is_file()
 
     # One manifest, merged from every worker: each post once, each image byte-exact.
     manifest = read_jsonl(store / "manifest.jsonl")

@@ -2,7 +2,8 @@
 
 0: every image is stored; 1: the crawl could not run or was stopped;
 2: the posts input cannot be read (nothing was written); 3: the crawl
-finished but some images failed (listed in the failure feed).
+finished but some images failed (listed in the failure feed); 4: with
+``IGIMAGES_REPORT=True``, the crawl finished but its report could not be made.
 With ``-a plan=1`` the input is read and what a crawl would do is printed;
 nothing is downloaded or written. With ``REDIS_URL`` the crawl is a worker
 of a job (``igimages.job``): an input given is queued for the job first.
@@ -20,6 +21,7 @@ from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
 from igimages import redact
+from igimages.commands.report import write_report
 from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
 from igimages.job.connection import (
     REDIS_ERRORS,
@@ -30,12 +32,14 @@ from igimages.job.connection import (
 )
 from igimages.job.feeder import StoreMismatch, feed, join_job
 from igimages.job.keys import JobKeys, job_name, store_identity
+from igimages.job.worker import JOB_FEEDS_WRITTEN
 from igimages.plan import make_plan
+from igimages.report import ReportError, ReportOptions
 from igimages.store import StoreError
 
 logger = logging.getLogger(__name__)
 
-EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED = 1, 2, 3
+EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED, EXIT_NO_REPORT = 1, 2, 3, 4
 
 
 class Command(ScrapyCrawlCommand):
@@ -46,6 +50,13 @@ class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl post_images -a posts=PATH")
+        if self.settings.getbool("IGIMAGES_REPORT"):
+            try:  # a store the report cannot be made of is said before any download
+                ReportOptions.from_settings(self.settings)
+            except ReportError as exc:
+                print(f"error: IGIMAGES_REPORT=True: {exc}", file=sys.stderr)
+                self.exitcode = EXIT_STOPPED
+                return
         max_images = self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
         in_job = is_job(self.settings)
         source, found = None, None
@@ -85,6 +96,23 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STOPPED
         elif stats.get("igimages/images/failed"):
             self.exitcode = EXIT_SOME_FAILED
+        if self.settings.getbool("IGIMAGES_REPORT"):
+            self._report(stats)
+
+    def _report(self, stats: dict[str, object]) -> None:
+        """The report of the store, once the feeds it reads are complete on disk.
+
+        Of a job's workers, the one that wrote the job's feeds writes it.
+        """
+        if stats.get("finish_reason") != "finished":
+            print(
+                "report not written: the crawl did not finish (scrapy report makes it)",
+                file=sys.stderr,
+            )
+        elif is_job(self.settings) and not stats.get(JOB_FEEDS_WRITTEN):
+            return
+        elif write_report(self.settings) != 0:
+            self.exitcode = EXIT_NO_REPORT
 
 
 def _join_job(settings: BaseSettings, source: PostSource | None, max_images: int) -> None:

@@ -54,6 +54,8 @@ TAKE_BATCH = 8  # posts taken at a time, when this worker's downloads wait for n
 HUNGRY_CHECK = 0.02  # seconds between looks at whether they do
 RATE_WINDOW = 30.0  # seconds the job-wide rate is measured over
 STATUSES = ("downloaded", "cached", "duplicate", "failed")
+#: The stat set on the worker that wrote the job's feeds (and then its report).
+JOB_FEEDS_WRITTEN = "igimages/job/feeds_written"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +299,7 @@ class JobWorker:
                 return
             written = await write_job_feeds(self.client, k, self.crawler)
             await self.client.set(k.merged, version or b"0")
+            self.crawler.stats.set_value(JOB_FEEDS_WRITTEN, True)
         except Exception as exc:
             if isinstance(exc, REDIS_ERRORS):
                 raise
