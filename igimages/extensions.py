@@ -19,6 +19,7 @@ from igimages.job.connection import is_job
 from igimages.job.worker import JobWorker
 from igimages.middlewares import DownloadGateMiddleware
 from igimages.throttle import pushback_summary
+from igimages.units import duration, size
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class ImageProgress:
         elapsed = time.monotonic() - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         if total:
-            eta = _duration((total - done) / rate) if rate else "?"
+            eta = duration((total - done) / rate) if rate else "?"
             head = f"{done}/{total} images ({100 * done / total:.0f}%)"
             tail = f", ETA {eta}"
         else:
@@ -109,7 +110,7 @@ class ImageProgress:
             text += f" ({100 * job.done / job.total:.0f}%)"
         text += f", {job.rate:.1f} images/s"
         if job.rate and job.total > job.done:
-            text += f", ETA {_duration((job.total - job.done) / job.rate)}"
+            text += f", ETA {duration((job.total - job.done) / job.rate)}"
         return f"{text}, {job.workers} workers"
 
     async def spider_closed(self, reason: str) -> None:
@@ -122,11 +123,11 @@ class ImageProgress:
         done = sum(counts.values())
         self.stats.set_value("igimages/elapsed_seconds", round(elapsed, 3))
         lines = [
-            f"igimages finished ({reason}) in {_duration(elapsed)}: {done} images "
+            f"igimages finished ({reason}) in {duration(elapsed)}: {done} images "
             f"of {self.stats.get_value('igimages/posts/done', 0)} posts, "
             f"{done / elapsed if elapsed else 0:.1f} images/s",
             f"  downloaded {counts['downloaded']} "
-            f"({_size(self.stats.get_value('igimages/bytes', 0))}), cached {counts['cached']}, "
+            f"({size(self.stats.get_value('igimages/bytes', 0))}), cached {counts['cached']}, "
             f"duplicate {counts['duplicate']}, failed {counts['failed']}",
         ]
         reasons = {
@@ -228,25 +229,6 @@ class PromptClose:
                 engine.scraper._check_if_closing()
         else:
             engine._slot.nextcall.schedule()
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    seconds = int(seconds)
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TB"
 
 
 class RuntimeTuning:

@@ -101,10 +101,11 @@ class JobHostLimits:
     async def _ask(self, slot: str, wanted: bool) -> None:
         try:
             in_flight = self.gate.in_flight_per_slot.get(slot, 0)
-            want = int(self.own.limit(slot)) if wanted else in_flight
+            want = _count(self.own.limit(slot)) if wanted else in_flight
+            ceiling = _count(self.gate.ceiling(slot))
             share = await self._allot(
                 [self.keys.allotments(slot), self.keys.workers],
-                [self.worker, want, in_flight, int(self.gate.ceiling(slot)), now_ms()],
+                [self.worker, want, in_flight, ceiling, now_ms()],
             )
         finally:
             self._asking.discard(slot)
@@ -122,6 +123,11 @@ class JobHostLimits:
             fields = f"a:{self.worker}", f"w:{self.worker}"
             await self.client.hdel(self.keys.allotments(slot), *fields)
         self.shares.clear()
+
+
+def _count(limit: float) -> int:
+    """A limit as Redis counts it (no limit: a billion)."""
+    return int(min(limit, 1e9))
 
 
 class HostEvents:

@@ -98,8 +98,9 @@ class JobWorker:
         connect(worker.spider_opened, signal=signals.spider_opened)
         connect(worker.spider_closed, signal=signals.spider_closed)
         connect(worker.post_finished, signal=signals.item_scraped)
+        # A post that failed with an error stays leased until the worker ends:
+        # put back at once, it would go from worker to worker.
         connect(worker.post_unfinished, signal=signals.item_dropped)
-        connect(worker.post_unfinished, signal=signals.item_error)
         connect(worker.host_paused, signal=igimages_signals.host_paused)
         return worker
 
@@ -185,7 +186,7 @@ class JobWorker:
                 self.run(self._acknowledge())
 
     def post_unfinished(self, item: Any, **kwargs: Any) -> None:
-        """A post stopped by the crawl's end (or an error): another run does it."""
+        """A post the crawl stopped before it finished: another worker does it."""
         if isinstance(item, Post) and item.id in self.leased:
             self.leased.discard(item.id)
             self.run(self.queue.release([item.id]))

@@ -22,6 +22,7 @@ from igimages.report.advice import advice
 from igimages.report.charts import line_chart, timeline_series
 from igimages.report.reading import ReportImage, ReportPost
 from igimages.report.thumbs import THUMB_SIZE, thumb_path
+from igimages.units import size
 
 STATUSES = ("downloaded", "cached", "duplicate", "failed")
 CSP = (
@@ -225,7 +226,7 @@ def _tile(image: ReportImage, no_preview: dict[str, str]) -> str:
         frame = _image_frame(image, no_preview)
         details = []
         if image.bytes is not None:
-            details.append(_size(image.bytes))
+            details.append(size(image.bytes))
         if image.width and image.height:
             details.append(f"{image.width}\u00d7{image.height}")
         if image.format:
@@ -292,14 +293,6 @@ def _http(url: str) -> bool:
         return False
 
 
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TB"
-
-
 def _overview(overview: Overview) -> str:
     images = sum(overview.images.values())
     figures = [
@@ -318,7 +311,7 @@ def _overview(overview: Overview) -> str:
             f'<span class="label">{escape(label)}</span></div>'
         )
     parts.append(
-        f'<div class="figure"><span class="value">{_size(overview.stored_bytes)}</span>'
+        f'<div class="figure"><span class="value">{size(overview.stored_bytes)}</span>'
         '<span class="label">stored (duplicates not counted)</span></div>'
     )
     parts.append("</div>")
@@ -347,7 +340,7 @@ def _run_line(name: str, summary: dict[str, Any], named: bool) -> str:
         text.append(f"took {_duration(elapsed)}, {done / elapsed:,.1f} images/s")
     text.append(f"{int(done):,} images")
     if downloaded := _num(summary.get("bytes")):
-        text.append(f"{_size(downloaded)} downloaded")
+        text.append(f"{size(downloaded)} downloaded")
     if isinstance(reason := summary.get("finish_reason"), str) and reason != "finished":
         text.append(f"stopped: {reason}")
     prefix = f"{name}: " if named else "Last run: "
