@@ -15,8 +15,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import call_later, create_looping_call
 
 from igimages.exporters import store_whole
-from igimages.job.connection import is_job
-from igimages.job.worker import JobWorker
+from igimages.job import is_job, job_worker
 from igimages.middlewares import DownloadGateMiddleware
 from igimages.throttle import pushback_summary
 from igimages.units import duration, size
@@ -43,7 +42,7 @@ class ImageProgress:
         self.started = time.monotonic()
         self.task: Any = None
         self.gate: DownloadGateMiddleware | None = None
-        self.job: JobWorker | None = None
+        self.job: Any = None  # the crawl's JobWorker, in a job
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -58,7 +57,8 @@ class ImageProgress:
     def spider_opened(self) -> None:
         self.started = time.monotonic()
         self.gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
-        self.job = self.crawler.get_extension(JobWorker)
+        if is_job(self.crawler.settings):
+            self.job = job_worker(self.crawler)
         self.task = create_looping_call(self.report)
         self.task.start(self.interval, now=False)
 

@@ -40,7 +40,7 @@ from igimages.addresses import judge_url
 from igimages.buckets import GCSStore, S3Store, configure_buckets
 from igimages.catalog import Catalog, CatalogUnavailable, LocalCatalog
 from igimages.items import Post
-from igimages.job.worker import JobWorker
+from igimages.job import is_job, job_worker
 from igimages.keys import image_key, is_signed_cdn, link_expiry, safe_post_dir
 from igimages.reasons import failure_reason
 from igimages.store import FolderStore, ImageStore, StoredImage, StoreError
@@ -134,8 +134,8 @@ class PostImagesPipeline(FilesPipeline):
     def open_spider(self) -> None:
         super().open_spider()
         self.spiderinfo.downloaded = _NoResultCache()
-        if (worker := self.crawler.get_extension(JobWorker)) is not None:
-            self.catalog = worker.catalog(self.store.index)
+        if is_job(self.crawler.settings):  # the job's index, shared by its workers
+            self.catalog = job_worker(self.crawler).catalog(self.store.index)
         logging.getLogger("scrapy.pipelines.media").addFilter(self._log_filter)
 
     async def close_spider(self) -> None:

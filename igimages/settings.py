@@ -75,7 +75,8 @@ IGIMAGES_START_CONCURRENCY = 8
 # --- One job on many machines ---------------------------------------------------
 # REDIS_URL=redis://HOST:6379/0 makes a crawl a worker of the job IGIMAGES_JOB
 # (default: the store): it queues its -a posts= input for the job, if any,
-# then takes the job's posts from Redis (igimages.job, README "Many machines").
+# then takes the job's posts from Redis (igimages.job, README "Many machines");
+# its extension, igimages.job.worker.JobWorker, is added to EXTENSIONS then.
 # A worker that stops beating loses its posts to the others after
 # LEASE_SECONDS; a worker waits up to JOB_WAIT seconds for a job with no posts.
 REDIS_URL = ""
@@ -139,7 +140,6 @@ IGIMAGES_REPORT_PAGE_SIZE = 200
 IGIMAGES_REPORT_WORKERS = 0
 EXTENSIONS = {
     "igimages.timeline.RunTimeline": 490,  # before ImageProgress: its last point is in the summary
-    "igimages.job.worker.JobWorker": 500,
     "igimages.extensions.ImageProgress": 500,
     "igimages.extensions.PromptClose": 500,
     "igimages.extensions.RuntimeTuning": 500,

@@ -23,18 +23,8 @@ from scrapy.settings import BaseSettings
 from igimages import redact
 from igimages.commands.report import write_report
 from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
-from igimages.job.connection import (
-    REDIS_ERRORS,
-    RedisUnavailable,
-    blocking_client,
-    is_job,
-    unavailable,
-)
-from igimages.job.feeder import StoreMismatch, feed, join_job
-from igimages.job.keys import JobKeys, job_name, store_identity
-from igimages.job.worker import JOB_FEEDS_WRITTEN
+from igimages.job import JOB_FEEDS_WRITTEN, JobError, JobKeys, is_job, job_name, store_identity
 from igimages.plan import make_plan
-from igimages.report import ReportError, ReportOptions
 from igimages.store import StoreError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +41,8 @@ class Command(ScrapyCrawlCommand):
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl post_images -a posts=PATH")
         if self.settings.getbool("IGIMAGES_REPORT"):
+            from igimages.report import ReportError, ReportOptions  # only when asked for
+
             try:  # a store the report cannot be made of is said before any download
                 ReportOptions.from_settings(self.settings)
             except ReportError as exc:
@@ -77,7 +69,7 @@ class Command(ScrapyCrawlCommand):
         if in_job:
             try:
                 _join_job(self.settings, source, max_images)
-            except (RedisUnavailable, StoreMismatch) as exc:
+            except JobError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 self.exitcode = EXIT_STOPPED
                 return
@@ -117,6 +109,10 @@ class Command(ScrapyCrawlCommand):
 
 def _join_job(settings: BaseSettings, source: PostSource | None, max_images: int) -> None:
     """Check the job's Redis and store, and queue ``source``'s posts that are new to it."""
+    # Redis's client is imported by a job's crawls only.
+    from igimages.job.connection import REDIS_ERRORS, blocking_client, unavailable
+    from igimages.job.feeder import feed, join_job
+
     keys = JobKeys(job_name(settings))
     client = blocking_client(settings)
     try:

@@ -17,17 +17,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.defer import deferred_from_coro
 
-from igimages.job.connection import (
-    REDIS_ERRORS,
-    async_client,
-    blocking_client,
-    describe,
-    is_job,
-    unavailable,
-)
-from igimages.job.keys import JobKeys, job_name
-from igimages.job.queue import read_status_blocking
-from igimages.job.results import Written, write_job_feeds
+from igimages.job import JobKeys, is_job, job_name
 
 ACTIONS = ("status", "merge", "forget")
 
@@ -48,6 +38,10 @@ class Command(ScrapyCommand):
             raise UsageError(f"give one of {', '.join(ACTIONS)}")
         if not is_job(self.settings):
             raise UsageError("name the job's Redis: -s REDIS_URL=redis://HOST:6379/0")
+        # Redis's client is imported by this command's run only: Scrapy imports
+        # every command module whatever the command.
+        from igimages.job.connection import REDIS_ERRORS, unavailable
+
         keys = JobKeys(job_name(self.settings))
         try:
             if action == "status":
@@ -61,6 +55,9 @@ class Command(ScrapyCommand):
             self.exitcode = 1
 
     def _status(self, keys: JobKeys) -> None:
+        from igimages.job.connection import blocking_client, describe
+        from igimages.job.queue import read_status_blocking
+
         client = blocking_client(self.settings)
         status = read_status_blocking(client, keys)
         store = client.hget(keys.meta, "store")
@@ -87,6 +84,9 @@ class Command(ScrapyCommand):
         print("\n".join(lines))
 
     def _forget(self, keys: JobKeys) -> None:
+        from igimages.job.connection import blocking_client
+        from igimages.job.queue import read_status_blocking
+
         client = blocking_client(self.settings)
         status = read_status_blocking(client, keys)
         if status.workers or status.feeders:
@@ -101,13 +101,16 @@ class Command(ScrapyCommand):
 
     def _merge(self, keys: JobKeys) -> None:
         """The job's feeds, through the feed storages: that needs Scrapy's reactor."""
+        from igimages.job.connection import REDIS_ERRORS, async_client
+        from igimages.job.results import write_job_feeds
+
         assert self.crawler_process is not None
         crawler = self.crawler_process.create_crawler("post_images")
         from twisted.internet import reactor
 
         outcome: dict[str, Any] = {}
 
-        async def merge() -> Written:
+        async def merge() -> Any:
             client = async_client(self.settings)
             try:
                 return await write_job_feeds(client, keys, crawler)
@@ -130,7 +133,7 @@ class Command(ScrapyCommand):
             print(f"error: cannot write the job's feeds: {error}", file=sys.stderr)
             self.exitcode = 1
             return
-        written: Written = outcome["written"]
+        written = outcome["written"]
         print(
             f"Job {keys.name!r}: {written.posts} posts ({written.failed_posts} with failed "
             f"images, {written.unfinished} not finished yet); wrote {', '.join(written.uris)}"

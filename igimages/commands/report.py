@@ -13,9 +13,6 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
-from igimages.report.build import ReportOptions, build_report
-from igimages.report.reading import ReportError
-
 
 class Command(ScrapyCommand):
     requires_project = True
@@ -47,6 +44,10 @@ class Command(ScrapyCommand):
 
 def write_report(settings: BaseSettings) -> int:
     """Write the report and say so in one line; the exit status (also for ``scrapy crawl``)."""
+    # Imported when used: Scrapy imports every command module whatever the command.
+    from igimages.report.build import ReportOptions, build_report
+    from igimages.report.reading import ReportError
+
     try:
         result = build_report(ReportOptions.from_settings(settings))
     except ReportError as exc:

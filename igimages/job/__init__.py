@@ -16,8 +16,45 @@ stores into the same store; Redis holds, under ``igimages:<job>:``:
 
 ``JobWorker`` (``igimages.job.worker``) is the extension that makes a crawl a
 worker; ``scrapy crawl`` queues a posts input first (``igimages.job.feeder``).
+This module is all that a crawl that is not a worker imports: Redis's client
+is loaded by a job's crawls only.
 """
+
+from typing import Any
+
+from scrapy.crawler import Crawler
+from scrapy.settings import BaseSettings
 
 from igimages.job.keys import JobKeys, job_name, store_identity
 
-__all__ = ["JobKeys", "job_name", "store_identity"]
+__all__ = [
+    "JOB_FEEDS_WRITTEN",
+    "WORKER",
+    "JobError",
+    "JobKeys",
+    "is_job",
+    "job_name",
+    "job_worker",
+    "store_identity",
+]
+
+#: The extension that makes a crawl a worker (added to EXTENSIONS in a job).
+WORKER = "igimages.job.worker.JobWorker"
+#: The stat set on the worker that wrote the job's feeds (and then its report).
+JOB_FEEDS_WRITTEN = "igimages/job/feeds_written"
+
+
+class JobError(Exception):
+    """The job cannot be joined (its Redis unreachable, another store): one line."""
+
+
+def is_job(settings: BaseSettings) -> bool:
+    """Whether a crawl with these settings is a worker of a job (``REDIS_URL``)."""
+    return bool(settings.get("REDIS_URL") or settings.get("REDIS_HOST"))
+
+
+def job_worker(crawler: Crawler) -> Any:
+    """The crawl's ``JobWorker``: a crawl with ``REDIS_URL`` has one."""
+    from igimages.job.worker import JobWorker  # Redis's client: imported by jobs only
+
+    return crawler.get_extension(JobWorker)

@@ -14,6 +14,7 @@ import redis.asyncio
 from scrapy.settings import BaseSettings
 from scrapy_redis import connection
 
+from igimages.job import JobError
 from igimages.redact import hide_url_passwords
 
 CONNECTIONS = 16  # per crawl process
@@ -22,12 +23,8 @@ CONNECTIONS = 16  # per crawl process
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(JobError):
     """The job's Redis cannot be reached, or stopped answering: one line for the user."""
-
-
-def is_job(settings: BaseSettings) -> bool:
-    return bool(settings.get("REDIS_URL") or settings.get("REDIS_HOST"))
 
 
 def blocking_client(settings: BaseSettings) -> redis.Redis:

@@ -20,7 +20,7 @@ from typing import Any
 from igimages.inputs import PostSource
 from igimages.inputs.formats import FORMATS
 from igimages.items import Post
-from igimages.job import scripts
+from igimages.job import JobError, scripts
 from igimages.job.keys import JobKeys
 from igimages.job.queue import now_ms, post_payload
 
@@ -38,8 +38,8 @@ class Fed:
     known: int = 0  # already queued or done: nothing added
 
 
-class StoreMismatch(Exception):
-    pass
+class StoreMismatch(JobError):
+    """A worker whose store is not the job's."""
 
 
 def join_job(client: Any, keys: JobKeys, store: str) -> None:

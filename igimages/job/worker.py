@@ -37,8 +37,9 @@ from twisted.python.failure import Failure
 from igimages import signals as igimages_signals
 from igimages.index import ImageIndex
 from igimages.items import Post
+from igimages.job import JOB_FEEDS_WRITTEN, is_job
 from igimages.job.catalog import JobCatalog
-from igimages.job.connection import REDIS_ERRORS, async_client, is_job, unavailable
+from igimages.job.connection import REDIS_ERRORS, async_client, unavailable
 from igimages.job.keys import JobKeys, job_name
 from igimages.job.limits import SYNC_INTERVAL, HostEvents, JobHostLimits
 from igimages.job.queue import Finished, JobStatus, PostQueue
@@ -54,8 +55,6 @@ TAKE_BATCH = 8  # posts taken at a time, when this worker's downloads wait for n
 HUNGRY_CHECK = 0.02  # seconds between looks at whether they do
 RATE_WINDOW = 30.0  # seconds the job-wide rate is measured over
 STATUSES = ("downloaded", "cached", "duplicate", "failed")
-#: The stat set on the worker that wrote the job's feeds (and then its report).
-JOB_FEEDS_WRITTEN = "igimages/job/feeds_written"
 
 
 @dataclass(frozen=True, slots=True)

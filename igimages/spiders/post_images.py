@@ -15,8 +15,7 @@ from twisted.internet.defer import Deferred
 
 from igimages.inputs import InputSpec, PostsFileError, PostSource, Skipped, Survey
 from igimages.items import Post
-from igimages.job.connection import is_job
-from igimages.job.worker import JobWorker
+from igimages.job import WORKER, is_job, job_worker
 from igimages.store import store_file
 
 logger = logging.getLogger(__name__)
@@ -49,7 +48,12 @@ class PostImagesSpider(Spider):
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
         if is_job(settings):
-            return  # a job's feeds and summary are written when the job ends
+            # A worker of a job: its feeds and summary are the job's, written
+            # when it ends. (Only then is the worker's extension, and Redis's
+            # client, loaded.)
+            extensions = {**settings.getdict("EXTENSIONS"), WORKER: 500}
+            settings.set("EXTENSIONS", extensions, priority="spider")
+            return
         store = settings["IMAGES_STORE"]
         if not settings.getdict("FEEDS"):
             settings.set("FEEDS", default_feeds(store), priority="spider")
@@ -71,8 +75,8 @@ class PostImagesSpider(Spider):
         limit = settings.getint("IGIMAGES_POSTS_IN_FLIGHT") or max(
             1, settings.getint("CONCURRENT_REQUESTS")
         )
-        if (job := self.crawler.get_extension(JobWorker)) is not None:
-            posts = job.posts(lambda: limit - self._in_flight)
+        if self.source is None:  # a worker of a job
+            posts = job_worker(self.crawler).posts(lambda: limit - self._in_flight)
         else:
             posts = self._input_posts(settings.getint("IGIMAGES_MAX_IMAGES_PER_POST"))
         async for post in posts:
