@@ -8,7 +8,6 @@ last result still has a failed image and they are not queued already.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -23,8 +22,6 @@ from igimages.items import Post
 from igimages.job import JobError, scripts
 from igimages.job.keys import JobKeys
 from igimages.job.queue import now_ms, post_payload
-
-logger = logging.getLogger(__name__)
 
 BATCH = 500
 FEEDER_LEASE_MS = 60_000

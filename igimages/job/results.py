@@ -11,7 +11,6 @@ once whole; ``scrapy job merge`` writes them again at any time.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass
 
@@ -24,8 +23,6 @@ from igimages.items import Post
 from igimages.job.keys import JobKeys
 from igimages.job.queue import read_status, unpack_result
 from igimages.store import store_file
-
-logger = logging.getLogger(__name__)
 
 CHUNK = 1000  # posts read from Redis at a time
 
