@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests need, only those missing (CI and developers alike).
-# redis-server: one job on many machines, on Redis;
-# chromium, chromium-driver: the report's pages are opened in headless Chromium.
+# Install the Debian packages the tests need (requirements-debian.txt), only
+# those missing, for CI and developers alike: redis-server (one job on many
+# machines), chromium and chromium-driver (the report's pages, opened headless).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-PACKAGES=(redis-server chromium chromium-driver)
+mapfile -t PACKAGES < <(grep -v '^\s*#' requirements-debian.txt | grep -v '^\s*$')
 
 missing=()
 for package in "${PACKAGES[@]}"; do
