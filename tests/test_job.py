@@ -411,3 +411,19 @@ def test_leases_outlive_a_long_wait_but_not_their_worker(redis_server, job):
     assert reap([k["workers"], k["leases"], k["queue"]], [now + 5_000]) == 2
     assert sorted(client.lrange(k["queue"], 0, -1)) == [b"p2", b"p3"]
     assert {v.decode() for v in client.hvals(k["leases"])} == {"alive"}
+
+
+def test_a_claim_of_a_worker_that_stopped_beating_is_taken_over(redis_server, job):
+    from igimages.job import scripts
+
+    client = job.client()
+    claim = client.register_script(scripts.CLAIM)
+    sha = "ab" * 32
+    keys = [job.key("images"), job.key("contents"), job.key("workers"), job.key(f"claim:{sha}")]
+    now = int(time.time() * 1000)
+    client.zadd(job.key("workers"), {"storing": now + 30_000, "waiting": now + 30_000})
+    assert claim(keys, ["storing", 300_000, now, sha]) == [b"1"]
+    assert claim(keys, ["waiting", 300_000, now, sha]) == [b"0"]  # a live worker stores it
+    client.zadd(job.key("workers"), {"storing": now - 1})  # it stopped beating
+    assert claim(keys, ["waiting", 300_000, now, sha]) == [b"1"]
+    assert client.get(keys[3]) == b"waiting"

@@ -222,3 +222,15 @@ def test_a_feed_that_cannot_be_stored_is_logged_in_one_line(caplog):
     )
     assert record.exc_info is None
     assert "Traceback" not in caplog.text
+
+
+def test_a_crawl_that_is_not_a_job_loads_neither_redis_nor_the_report():
+    probe = (
+        "import sys, igimages.pipelines, igimages.extensions, igimages.commands.crawl, "
+        "igimages.commands.job, igimages.commands.report, igimages.spiders.post_images; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'scrapy_redis') "
+        "or m.startswith('igimages.report') or m.startswith('igimages.job.')))"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "['igimages.job.keys']"
