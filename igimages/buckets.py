@@ -84,7 +84,12 @@ class BucketStore:
         self._pool = ThreadPool(minthreads=0, maxthreads=self.UPLOADS, name="igimages-store")
         self._pool.start()
         state = state_dir(self.uri, self.endpoint, self.STATE_DIR)
-        self.index = ImageIndex(state / INDEX_NAME, lambda image: True, self.uri)
+        self.index = ImageIndex(
+            state / INDEX_NAME,
+            lambda image: True,
+            self.uri,
+            rebuilt="from the bucket's mirror of the index and a listing of its objects",
+        )
         self._last_sync = time.monotonic()
         self._syncing: Deferred[None] | None = None
         try:

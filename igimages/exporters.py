@@ -2,27 +2,40 @@
 
 Scrapy exports items, and an item here is a post; ``FailuresExporter`` turns
 each post into a line per failed image, so ``failures.jsonl`` can be read back
-as the input of a retry run. ``AtomicFileFeedStorage`` makes a rewritten feed
-appear whole, when the crawl ends, instead of growing under its final name.
+as the input of a retry run. The feed storages (``FileFeed``, ``S3Feed``,
+``GCSFeed``) store a feed whole or not at all: a rewritten local feed appears
+when the crawl ends, instead of growing under its final name, and a feed that
+could not be written is named in the stats, so the crawl's exit status says so.
 """
 
 from __future__ import annotations
 
+import glob
+import io
 import logging
 import os
+import uuid
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from scrapy import Spider
 from scrapy.crawler import Crawler
 from scrapy.exporters import JsonLinesItemExporter
-from scrapy.extensions.feedexport import FileFeedStorage, ItemFilter
+from scrapy.extensions.feedexport import (
+    FileFeedStorage,
+    GCSFeedStorage,
+    ItemFilter,
+    S3FeedStorage,
+)
+from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.misc import build_from_crawler, load_object
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.python.failure import Failure
 
 from igimages.items import Post
+from igimages.locking import is_running
 
 FAILURE_FIELDS = ("url", "position", "reason", "http_status", "attempts", "detail")
 
@@ -44,30 +57,147 @@ class FailuresExporter(JsonLinesItemExporter):
             super().export_item(line)
 
 
+#: Stat: "uri: reason" for each output (feed, summary) that could not be written.
+UNWRITTEN = "igimages/outputs/unwritten"
+
+
+class _CheckedFile:
+    """A feed's file that remembers the first failed write (a full disk) instead of
+    raising it again at every item; the feed is then not stored at all."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.error is None:
+            try:
+                return self.raw.write(data)
+            except OSError as exc:
+                self.error = exc
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class _Unopened(io.BytesIO):
+    """Stands in for a feed's file that could not be created: takes nothing, stores nothing."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+class CheckedStorage:
+    """What igimages' feed storages add to Scrapy's: a feed is stored whole or not
+    at all, and each one that could not be stored is named in the stat ``UNWRITTEN``
+    (so the crawl ends with a non-zero exit status)."""
+
+    uri = ""
+    stats: StatsCollector | None = None
+
+    @classmethod
+    def from_crawler(
+        cls, crawler: Crawler, uri: str, *, feed_options: dict[str, Any] | None = None
+    ) -> Self:
+        build = getattr(super(), "from_crawler", None)
+        storage = build(crawler, uri, feed_options=feed_options) if build else None
+        storage = storage or cls(uri, feed_options=feed_options)  # type: ignore[call-arg]
+        storage.uri = uri
+        with suppress(RuntimeError):  # a crawler that does not crawl (scrapy job merge)
+            storage.stats = crawler.stats
+        return storage
+
+    def open(self, spider: Spider | None) -> IO[bytes]:
+        try:
+            return _CheckedFile(super().open(spider))  # type: ignore[misc]
+        except OSError as exc:  # nothing to write into: the feed is reported unwritten
+            return _Unopened(exc)
+
+    def store(self, file: IO[bytes]) -> Deferred[None]:
+        if isinstance(file, _Unopened):
+            stored = fail(FeedNotStored(error_text(file.error)))
+        elif isinstance(file, _CheckedFile) and file.error is not None:
+            self.discard(file.raw)
+            stored = fail(FeedNotStored(error_text(file.error)))
+        else:
+            raw = file.raw if isinstance(file, _CheckedFile) else file
+            stored = maybeDeferred(super().store, raw)  # type: ignore[misc]
+        return stored.addErrback(self._not_stored)
+
+    def discard(self, file: IO[bytes]) -> None:
+        """Drop what was written, leaving whatever was stored before as it was."""
+        if (discard := getattr(super(), "discard", None)) is not None:
+            discard(file)
+        else:
+            with suppress(OSError):
+                file.close()
+
+    def _not_stored(self, failure: Failure) -> Failure:
+        if self.stats is not None:
+            line = f"{self.uri}: {error_text(failure.value)}"
+            self.stats.set_value(UNWRITTEN, [*self.stats.get_value(UNWRITTEN, []), line])
+        return failure
+
+
 class AtomicFileFeedStorage(FileFeedStorage):
     """A local feed that, when rewritten, replaces the old file only once done.
 
-    A crash mid-run leaves the previous feed whole (and a ``.part`` file),
-    never a file cut in the middle of a line. Appending feeds work as usual.
+    A crash mid-run, a full disk or another crawl beside this one leaves the
+    previous feed whole, never a file cut in the middle of a line: the new
+    one is written under a name of this process's own, then renamed. Appending
+    feeds work as usual.
     """
 
-    def open(self, spider: Spider) -> IO[bytes]:
+    def open(self, spider: Spider | None) -> IO[bytes]:
         if self.write_mode != "wb":
             return super().open(spider)
         target = Path(self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return target.with_name(f".{target.name}.part").open("wb")
+        prefix = f".{target.name}."
+        for old in target.parent.glob(f"{glob.escape(prefix)}*.part"):  # left by killed runs
+            pid = old.name.removeprefix(prefix).partition("-")[0]
+            if not pid.isdigit() or not is_running(int(pid)):
+                old.unlink(missing_ok=True)
+        return target.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}.part").open("wb")
 
     def store(self, file: IO[bytes]) -> None:
         try:
             file.close()
             if self.write_mode == "wb":
                 os.replace(file.name, self.path)
-        except OSError as exc:  # a full disk: the previous feed, if any, stays whole
-            if self.write_mode == "wb":
-                with suppress(OSError):
-                    os.unlink(file.name)
-            raise FeedNotStored(exc.strerror or str(exc)) from None
+        except OSError as exc:
+            self.discard(file)
+            raise FeedNotStored(error_text(exc)) from None
+
+    def discard(self, file: IO[bytes]) -> None:
+        with suppress(OSError):
+            file.close()
+        if self.write_mode == "wb" and str(file.name).endswith(".part"):  # this crawl's own
+            with suppress(OSError):
+                os.unlink(file.name)
+
+
+class FileFeed(CheckedStorage, AtomicFileFeedStorage):
+    """``FEED_STORAGES`` for a path or ``file://``."""
+
+
+class S3Feed(CheckedStorage, S3FeedStorage):
+    """``FEED_STORAGES`` for ``s3://``: uploaded once complete (a PUT is atomic)."""
+
+
+class GCSFeed(CheckedStorage, GCSFeedStorage):
+    """``FEED_STORAGES`` for ``gs://``: uploaded once complete."""
+
+
+def error_text(exc: BaseException) -> str:
+    """An error in one line, as a user reads it."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0]
 
 
 class WholeFile:

@@ -12,9 +12,12 @@ from typing import Any, Self
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.extensions.feedexport import FeedExporter
 from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.defer import Deferred
 
-from igimages.exporters import store_whole
+from igimages.exporters import UNWRITTEN, error_text, store_whole
 from igimages.job import is_job, job_worker
 from igimages.middlewares import DownloadGateMiddleware
 from igimages.throttle import pushback_summary
@@ -43,6 +46,9 @@ class ImageProgress:
         self.task: Any = None
         self.gate: DownloadGateMiddleware | None = None
         self.job: Any = None  # the crawl's JobWorker, in a job
+        # The feeds are stored as the spider closes, beside this extension: the
+        # summary waits for them, to say which were written.
+        self.feeds_stored: Deferred[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -52,10 +58,13 @@ class ImageProgress:
         extension = cls(crawler, interval)
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(extension.feeds_closed, signal=signals.feed_exporter_closed)
         return extension
 
     def spider_opened(self) -> None:
         self.started = time.monotonic()
+        if self.crawler.get_extension(FeedExporter) is not None:
+            self.feeds_stored = Deferred()
         self.gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
         if is_job(self.crawler.settings):
             self.job = job_worker(self.crawler)
@@ -113,11 +122,17 @@ class ImageProgress:
             text += f", ETA {duration((job.total - job.done) / job.rate)}"
         return f"{text}, {job.workers} workers"
 
+    def feeds_closed(self) -> None:
+        if self.feeds_stored is not None and not self.feeds_stored.called:
+            self.feeds_stored.callback(None)
+
     async def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
             self.task.stop()
         if self.live:
             sys.stderr.write("\n")
+        if self.feeds_stored is not None:
+            await maybe_deferred_to_future(self.feeds_stored)
         counts = self.counts()
         elapsed = time.monotonic() - self.started
         done = sum(counts.values())
@@ -156,10 +171,13 @@ class ImageProgress:
             )
         if bad := self.stats.get_value("igimages/posts/bad"):
             lines.append(f"  skipped {bad} bad posts (see the warnings above)")
+        unwritten = self.stats.get_value(UNWRITTEN, [])
         for uri in self.crawler.settings.getdict("FEEDS"):
-            lines.append(f"  wrote {uri}")
+            if not any(line.startswith(f"{uri}: ") for line in unwritten):
+                lines.append(f"  wrote {uri}")
         if summary := await self.write_summary(reason):
             lines.append(f"  summary in {summary}")
+        lines += [f"  could not write {line}" for line in self.stats.get_value(UNWRITTEN, [])]
         logger.info("\n".join(lines))
 
     async def write_summary(self, reason: str) -> str | None:
@@ -181,14 +199,9 @@ class ImageProgress:
         try:
             await store_whole(self.crawler, uri, text.encode())
         except Exception as exc:  # a full disk, a bucket refusing: one line, the old one stays
-            logger.error("Cannot write the summary %s: %s", uri, _one_line(exc))
+            logger.error("Cannot write the summary %s: %s", uri, error_text(exc))
             return None
         return uri
-
-
-def _one_line(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0]
 
 
 class PromptClose:

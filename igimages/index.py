@@ -9,12 +9,13 @@ state folder and mirrors it into the bucket (``igimages.buckets``).
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from pathlib import Path
+
+from igimages.statedb import open_state
 
 INDEX_DIR = ".igimages"
 INDEX_NAME = "index.sqlite3"
@@ -60,14 +61,21 @@ class ImageIndex:
     """Look-ups and records; ``intact`` tells whether an image is still really there.
 
     Each look-up returns the first intact match, so an image deleted or
-    damaged by hand is fetched again rather than trusted.
+    damaged by hand is fetched again rather than trusted. The index is
+    derived from what is stored: a damaged one is set aside and a new one
+    made, which ``rebuilt`` tells the user how it is filled again.
     """
 
-    def __init__(self, path: Path, intact: Callable[[StoredImage], bool], where: str) -> None:
+    def __init__(
+        self, path: Path, intact: Callable[[StoredImage], bool], where: str, rebuilt: str
+    ) -> None:
         self.path = path
         self.intact = intact
         self._where = where
-        self._db = _open(path)
+        try:
+            self._db = open_state(path, _SCHEMA, rebuilt)
+        except (OSError, sqlite3.Error) as exc:  # a full disk, no permission
+            raise StoreError(f"cannot open the index of {where}: {exc}") from None
 
     def lookup(self, post: str, position: int, key: str) -> StoredImage | None:
         return self._first("post = ? AND position = ? AND key = ?", (post, position, key))
@@ -82,7 +90,14 @@ class ImageIndex:
 
     def _first(self, condition: str, args: tuple) -> StoredImage | None:
         """The first intact image of those matching ``condition`` (WHERE and ORDER BY)."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE {condition} LIMIT 4", args)
+        try:
+            query = f"SELECT {_COLUMNS} FROM images WHERE {condition} LIMIT 4"
+            rows = self._db.execute(query, args).fetchall()
+        except sqlite3.Error as exc:  # damaged while the crawl runs: the next run sets it aside
+            raise StoreError(
+                f"cannot read the index of {self._where} ({exc}); run the same command "
+                "again to set it aside and rebuild it"
+            ) from None
         for row in rows:
             image = StoredImage(*row)
             if self.intact(image):
@@ -140,28 +155,3 @@ class ImageIndex:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _open(path: Path, timeout: float = 60) -> sqlite3.Connection:
-    """The index, in WAL mode, with its tables.
-
-    Each record is its own transaction (no fsync in WAL mode: ~50 us), so
-    several crawl processes can share the index without waiting long. When
-    they start together on a new folder, switching it to WAL needs the file
-    to itself, and SQLite then fails at once instead of waiting: so this waits.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            break
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                db.close()
-                raise
-            time.sleep(0.05)
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db

@@ -16,6 +16,8 @@ DEFAULT_PATH_KEY_HOSTS = ("cdninstagram.com", "fbcdn.net")
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+#: Names Windows gives to devices, whatever their case: a folder cannot have them.
+_WINDOWS_RESERVED = re.compile(r"CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9]", re.IGNORECASE)
 
 
 def image_key(url: str, path_key_hosts: tuple[str, ...] = DEFAULT_PATH_KEY_HOSTS) -> str:
@@ -52,9 +54,11 @@ def safe_post_dir(post_id: str) -> str:
 
     Usual ids (digits, shortcodes) are kept as they are; anything else is
     reduced to safe characters plus a hash of the original, so two different
-    ids never share a folder and ``../x``, ``/etc`` or NUL lead nowhere.
+    ids never share a folder and ``../x``, ``/etc`` or NUL lead nowhere. Names
+    a common file system refuses (Windows' ``CON``, ``NUL``, ``COM1``...; a
+    trailing dot or space) are not kept either, so a store can be copied anywhere.
     """
-    if _SAFE_ID.fullmatch(post_id):
+    if _SAFE_ID.fullmatch(post_id) and not _WINDOWS_RESERVED.fullmatch(post_id):
         return post_id
     digest = hashlib.sha1(post_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     readable = _UNSAFE_CHARS.sub("_", post_id).strip("_")[:60]

@@ -7,6 +7,7 @@ store's index, if there is one, is only opened read-only.
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from igimages.addresses import judge_url
 from igimages.buckets import is_bucket, local_index_path
 from igimages.inputs import PostSource, Skipped
 from igimages.inputs.seen import SeenSet
-from igimages.keys import image_key, link_expiry
+from igimages.keys import image_key, link_expiry, safe_post_dir
+from igimages.statedb import check
 from igimages.store import INDEX_DIR
 
 #: A CDN image of a few hundred KB, request to last byte; the estimate's one guess.
@@ -42,6 +44,15 @@ class Plan:
     in_flight: int = 1
     rate_cap: float = 0.0  # requests per second at most, from the rate settings (0: none)
     index: str = ""
+    damaged_index: str = ""  # why the index could not be read
+
+    def _damaged_index(self) -> list[str]:
+        if not self.damaged_index:
+            return []
+        return [
+            f"                   (the index is damaged: {self.damaged_index}; the crawl sets it"
+            " aside and rebuilds it from what is stored, with no request for stored images)"
+        ]
 
     @property
     def seconds(self) -> float:
@@ -59,6 +70,7 @@ class Plan:
             f"  distinct URLs    {self.distinct_urls:,}",
             f"  hosts            {self.hosts:,}",
             f"  already stored   {self.stored:,}  ({self.index or 'no store yet'})",
+            *self._damaged_index(),
             f"  links expired    {self.expired:,}  (oe= in the past: they fail unrequested;"
             " a fresh scrape gives working ones)",
         ]
@@ -88,6 +100,8 @@ class StoredIndex:
         self.store = store
         self.check_files = path is None
         self.db: sqlite3.Connection | None = None
+        self.damaged = ""  # why the index cannot be read, if it cannot
+        self._listed: tuple[str, list[str]] = ("", [])  # a post folder's file names
         path = (path or store / INDEX_DIR / "index.sqlite3").absolute()
         if path.exists():
             # With no write-ahead log beside it, everything is in the file:
@@ -95,17 +109,42 @@ class StoredIndex:
             wal = path.with_name(f"{path.name}-wal").exists()
             mode = "mode=ro" if wal else "immutable=1"
             self.db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True)
+            try:
+                check(self.db)
+            except sqlite3.DatabaseError as exc:
+                self._unreadable(exc)
 
-    def has(self, key: str) -> bool:
+    def has(self, key: str, post_dir: str, position: int) -> bool:
         """Whether a crawl would find ``key`` stored and need no request for it.
 
         The pipeline takes an image stored under the same key at any place
-        (another post, another position) as a duplicate, without a request.
+        (another post, another position) as a duplicate, without a request;
+        and in a folder it adopts a file the index lacks at the image's place.
         """
+        if self.check_files and self._file_there(post_dir, f"{position}_{key}."):
+            return True
         if self.db is None:
             return False
-        rows = self.db.execute("SELECT path, bytes FROM images WHERE key = ? LIMIT 4", (key,))
+        try:
+            query = "SELECT path, bytes FROM images WHERE key = ? LIMIT 4"
+            rows = self.db.execute(query, (key,)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._unreadable(exc)
+            return False
         return any(not self.check_files or _size(self.store / p) == size for p, size in rows)
+
+    def _file_there(self, post_dir: str, prefix: str) -> bool:
+        if self._listed[0] != post_dir:  # a post's images come one after another
+            try:
+                with os.scandir(self.store / post_dir) as entries:
+                    self._listed = post_dir, [entry.name for entry in entries]
+            except OSError:
+                self._listed = post_dir, []
+        return any(name.startswith(prefix) for name in self._listed[1])
+
+    def _unreadable(self, exc: sqlite3.DatabaseError) -> None:
+        self.close()
+        self.db, self.damaged = None, str(exc)
 
     def close(self) -> None:
         if self.db is not None:
@@ -117,7 +156,7 @@ def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
     uri = settings["IMAGES_STORE"]
     store = Path(uri)
     index = StoredIndex(store, local_index_path(uri, settings) if is_bucket(uri) else None)
-    plan = Plan(source.describe(), index=f"index of {uri}" if index.db else "")
+    plan = Plan(source.describe(), index=f"index of {uri}" if index.db or index.damaged else "")
     urls, keys, hosts, now = SeenSet(), SeenSet(), set(), time.time()
     try:
         for entry in source.entries(settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")):
@@ -128,7 +167,8 @@ def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
                     plan.duplicates += 1
                 continue
             plan.posts += 1
-            for url in entry.image_urls:
+            post_dir = safe_post_dir(entry.id)
+            for number, url in enumerate(entry.image_urls):
                 plan.images += 1
                 urls.add(url)
                 if judge_url(url) is not None:
@@ -136,7 +176,7 @@ def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
                     continue
                 hosts.add(urlsplit(url).hostname)
                 key = image_key(url, signed_hosts)
-                if index.has(key):
+                if index.has(key, post_dir, entry.position(number)):
                     plan.stored += 1
                 elif (expiry := link_expiry(url, signed_hosts)) and expiry < now:
                     plan.expired += 1
@@ -144,6 +184,7 @@ def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
                     plan.to_download += 1
     finally:
         index.close()
+    plan.damaged_index = index.damaged
     plan.distinct_urls, plan.hosts = len(urls), len(hosts)
     per_host = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
     plan.in_flight = max(1, min(settings.getint("CONCURRENT_REQUESTS"), plan.hosts * per_host))

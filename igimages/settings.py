@@ -27,13 +27,18 @@ ITEM_PIPELINES = {"igimages.pipelines.PostImagesPipeline": 300}
 IGIMAGES_STORE_UPLOADS = 16
 IGIMAGES_STATE_DIR = ""
 IGIMAGES_INDEX_SYNC_INTERVAL = 60.0
+# One crawl writes a store at a time (igimages.storelock): a second one on the
+# same store is refused at start. "shared": the workers of a job (set by the job).
+IGIMAGES_STORE_LOCK = "exclusive"
 # With -s JOBDIR=DIR, finished posts are remembered there and not gone
 # through again when the job is resumed.
 SPIDER_MIDDLEWARES = {"igimages.resume.JobResumeMiddleware": 100}
 FEED_EXPORTERS = {"failures": "igimages.exporters.FailuresExporter"}
-FEED_STORAGES = {
-    "": "igimages.exporters.AtomicFileFeedStorage",
-    "file": "igimages.exporters.AtomicFileFeedStorage",
+FEED_STORAGES = {  # whole or not at all; one that could not be stored is exit status 4
+    "": "igimages.exporters.FileFeed",
+    "file": "igimages.exporters.FileFeed",
+    "s3": "igimages.exporters.S3Feed",
+    "gs": "igimages.exporters.GCSFeed",
 }
 FEED_EXPORT_ENCODING = "utf-8"
 
@@ -139,6 +144,7 @@ IGIMAGES_REPORT = False
 IGIMAGES_REPORT_PAGE_SIZE = 200
 IGIMAGES_REPORT_WORKERS = 0
 EXTENSIONS = {
+    "igimages.storelock.StoreLock": 100,
     "igimages.timeline.RunTimeline": 490,  # before ImageProgress: its last point is in the summary
     "igimages.extensions.ImageProgress": 500,
     "igimages.extensions.PromptClose": 500,

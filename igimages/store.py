@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from igimages.index import INDEX_DIR, INDEX_NAME, ImageIndex, StoredImage, StoreError
+from igimages.locking import is_running
 
 __all__ = ["INDEX_DIR", "FolderStore", "ImageStore", "StoreError", "StoredImage"]
 
@@ -38,6 +39,13 @@ class ImageStore(Protocol):
         """Give ``image.path`` the content at ``source.path`` (a duplicate); record it."""
 
     async def close(self) -> None: ...
+
+
+def store_identity(store: str) -> str:
+    """The store as one name, however it was given: a bucket URI or an absolute path."""
+    if "://" in store and not store.lower().startswith("file://"):
+        return store if store.endswith("/") else f"{store}/"
+    return os.path.abspath(store.removeprefix("file://"))
 
 
 def store_file(store_uri: str, name: str) -> str:
@@ -66,7 +74,10 @@ class FolderStore:
         _remove_orphans(self.tmpdir)
         self._tmp_names = itertools.count()
         self.index = ImageIndex(
-            self.basedir / INDEX_DIR / INDEX_NAME, self._intact, str(self.basedir)
+            self.basedir / INDEX_DIR / INDEX_NAME,
+            self._intact,
+            str(self.basedir),
+            rebuilt="from the stored files, each read once as the crawl meets it",
         )
 
     def find_unindexed(self, post: str, prefix: str) -> str | None:
@@ -153,14 +164,3 @@ def _remove_orphans(tmpdir: Path) -> None:
         pid = tmp.name.partition("-")[0]
         if not pid.isdigit() or (int(pid) != os.getpid() and not is_running(int(pid))):
             tmp.unlink(missing_ok=True)
-
-
-def is_running(pid: int) -> bool:
-    """Whether process ``pid`` still runs (its leftovers are then not orphans)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

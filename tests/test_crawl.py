@@ -277,6 +277,10 @@ def test_hostile_post_ids_stay_inside_the_store(server, write_posts, crawl, tmp_
         "nul\x00byte",
         "C:\\win",
         "é" * 300,
+        "CON",  # names Windows refuses: a store copied there would lose them
+        "nul",
+        "COM1",
+        "trailing.",
     ]
     urls = [server.add(f"/{n}.png", images.png(seed=41 + n)) for n in range(len(ids))]
     posts = write_posts(
@@ -291,6 +295,10 @@ def test_hostile_post_ids_stay_inside_the_store(server, write_posts, crawl, tmp_
     assert all(store in p.parents for p in paths)
     assert len({p.parent for p in paths}) == len(ids)  # distinct ids, distinct folders
     assert all(len(p.parent.name) < 100 for p in paths)
+    for path in paths:  # a name any common file system takes
+        name = path.parent.name
+        assert name.partition(".")[0].upper() not in {"CON", "NUL", "COM1", "PRN", "AUX"}
+        assert not name.endswith((".", " "))
     assert not (tmp_path / "x").exists()
     assert not (tmp_path.parent / "x").exists()
     assert paths[0].read_bytes() == images.png(seed=41)
@@ -376,13 +384,13 @@ def test_progress_reports_done_total_rate_and_eta(server, write_posts, crawl):
     assert f"wrote {result.store / 'manifest.jsonl'}" in result.stderr
 
 
-def test_a_summary_that_cannot_be_written_is_one_error_line(server, write_posts, crawl, tmp_path):
+def test_a_summary_that_cannot_be_written_is_one_error_line_and_exit_status_4(server, write_posts, crawl, tmp_path):
     posts = write_posts({"p": [server.add("/a.jpg", images.jpeg(seed=2))]})
     (tmp_path / "a-file").write_text("not a folder")
 
     result = crawl(posts, f"IGIMAGES_SUMMARY_FILE={tmp_path / 'a-file' / 'summary.json'}")
 
-    assert result.returncode == EXIT_OK, result.stderr
+    assert result.returncode == 4, result.stderr  # finished, but an output was not written
     errors = [line for line in result.stderr.splitlines() if "] ERROR: " in line]
     assert len(errors) == 1
     assert "Cannot write the summary" in errors[0]

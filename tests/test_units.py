@@ -174,7 +174,26 @@ def test_signed_cdn_urls_share_a_key_whatever_their_query_or_cdn_host():
     )
 
 
-@pytest.mark.parametrize("post_id", ["../../x", "..", ".", "", "/abs", "a\x00b", "x" * 500, "é"])
+WINDOWS_RESERVED = ["CON", "con", "PRN", "AUX", "NUL", "Nul", "COM1", "com9", "LPT1", "LPT0"]
+
+
+@pytest.mark.parametrize(
+    "post_id",
+    [
+        "../../x",
+        "..",
+        ".",
+        "",
+        "/abs",
+        "a\x00b",
+        "x" * 500,
+        "é",
+        "x.",
+        "x ",
+        "a:b",
+        *WINDOWS_RESERVED,
+    ],
+)
 def test_post_dirs_are_single_safe_names(post_id):
     name = safe_post_dir(post_id)
     assert name not in ("", ".", "..")
@@ -182,6 +201,23 @@ def test_post_dirs_are_single_safe_names(post_id):
     assert "\x00" not in name
     assert len(name) <= 100
     assert name.isascii()
+    # Windows refuses these names in any case, with or without an extension,
+    # and names ending with a dot or a space, and ":" (a stream).
+    assert name.partition(".")[0].upper() not in {n.upper() for n in WINDOWS_RESERVED}
+    assert not name.endswith((".", " "))
+    assert not set(name) & set('<>:"\\|?*')
+
+
+def test_usual_ids_keep_their_name():
+    for post_id in (
+        "3301234567890123456",
+        "C1aBcDeFgHi",
+        "post_1-a",
+        "CONSOLE",
+        "COM10",
+        "x" * 100,
+    ):
+        assert safe_post_dir(post_id) == post_id
 
 
 def test_distinct_ids_never_share_a_folder():

@@ -2,8 +2,9 @@
 
 0: every image is stored; 1: the crawl could not run or was stopped;
 2: the posts input cannot be read (nothing was written); 3: the crawl
-finished but some images failed (listed in the failure feed); 4: with
-``IGIMAGES_REPORT=True``, the crawl finished but its report could not be made.
+finished but some images failed (listed in the failure feed); 4: the crawl
+finished but an output could not be written (a feed, the summary, or with
+``IGIMAGES_REPORT=True`` the report), said in one line each.
 With ``-a plan=1`` the input is read and what a crawl would do is printed;
 nothing is downloaded or written. With ``REDIS_URL`` the crawl is a worker
 of a job (``igimages.job``): an input given is queued for the job first.
@@ -22,6 +23,7 @@ from scrapy.settings import BaseSettings
 
 from igimages import redact
 from igimages.commands.report import write_report
+from igimages.exporters import UNWRITTEN
 from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
 from igimages.job import JOB_FEEDS_WRITTEN, JobError, JobKeys, is_job, job_name, store_identity
 from igimages.plan import make_plan
@@ -29,7 +31,7 @@ from igimages.store import StoreError
 
 logger = logging.getLogger(__name__)
 
-EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED, EXIT_NO_REPORT = 1, 2, 3, 4
+EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED, EXIT_NOT_WRITTEN = 1, 2, 3, 4
 
 
 class Command(ScrapyCrawlCommand):
@@ -86,6 +88,8 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_BAD_INPUT
         elif stats.get("finish_reason") != "finished":
             self.exitcode = EXIT_STOPPED
+        elif stats.get(UNWRITTEN):
+            self.exitcode = EXIT_NOT_WRITTEN
         elif stats.get("igimages/images/failed"):
             self.exitcode = EXIT_SOME_FAILED
         if self.settings.getbool("IGIMAGES_REPORT"):
@@ -104,7 +108,7 @@ class Command(ScrapyCrawlCommand):
         elif is_job(self.settings) and not stats.get(JOB_FEEDS_WRITTEN):
             return
         elif write_report(self.settings) != 0:
-            self.exitcode = EXIT_NO_REPORT
+            self.exitcode = EXIT_NOT_WRITTEN
 
 
 def _join_job(settings: BaseSettings, source: PostSource | None, max_images: int) -> None:

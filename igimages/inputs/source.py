@@ -96,6 +96,12 @@ class PostSource:
             return folder_values(self.spec.path)
         return iter(JsonValues(self.spec.path).open())
 
+    @property
+    def identity(self) -> str:
+        """The input as one name, however it was given (what a ``JOBDIR`` was made for)."""
+        where = self.name if self.spec.path == STDIN else os.path.abspath(self.spec.path)
+        return f"{where} ({self.format.name})"
+
     def describe(self) -> str:
         how = "detected" if self.detected else "as asked"
         return f"{self.name}: {self.format.name} posts ({how})"

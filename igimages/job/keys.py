@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from scrapy.settings import BaseSettings
+
+from igimages.store import store_identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +107,6 @@ class JobKeys:
     @property
     def pauses(self) -> str:  # hash: host -> until when it is paused (Unix time)
         return self._key("pauses")
-
-
-def store_identity(store: str) -> str:
-    """The store as every worker of a job must name it: a bucket URI or an absolute path."""
-    if "://" in store and not store.lower().startswith("file://"):
-        return store if store.endswith("/") else f"{store}/"
-    return os.path.abspath(store.removeprefix("file://"))
 
 
 def job_name(settings: BaseSettings) -> str:

@@ -23,6 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Self
 
+from igimages.locking import is_running
 from igimages.report.pages import Overview, PageInfo, json_for_html, page_name, render_page
 from igimages.report.reading import (
     ReportError,
@@ -33,7 +34,6 @@ from igimages.report.reading import (
     run_files,
 )
 from igimages.report.thumbs import Batch, Job, ThumbnailMaker
-from igimages.store import is_running
 
 REPORT_DIR = "report"
 STATIC = ("report.css", "report.js")

@@ -53,6 +53,7 @@ class PostImagesSpider(Spider):
             # client, loaded.)
             extensions = {**settings.getdict("EXTENSIONS"), WORKER: 500}
             settings.set("EXTENSIONS", extensions, priority="spider")
+            settings.set("IGIMAGES_STORE_LOCK", "shared", priority="spider")
             return
         store = settings["IMAGES_STORE"]
         if not settings.getdict("FEEDS"):
