@@ -25,6 +25,7 @@ from typing import IO, Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
 from igimages import locking
@@ -54,10 +55,12 @@ class StoreLock:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
+        if (path := lock_path(settings)) is None:
+            raise NotConfigured  # a store of no known kind: the pipeline refuses it
         store = settings["IMAGES_STORE"]
         job = settings.get("IGIMAGES_JOB") or store
         shared = settings.get("IGIMAGES_STORE_LOCK") == "shared"
-        lock = cls(lock_path(settings), store, job if shared else None)
+        lock = cls(path, store, job if shared else None)
         crawler.signals.connect(lock.release, signal=signals.engine_stopped)
         return lock
 
@@ -73,10 +76,12 @@ _ADVICE = (
 )
 
 
-def lock_path(settings: BaseSettings) -> Path:
+def lock_path(settings: BaseSettings) -> Path | None:
     store = settings["IMAGES_STORE"]
     if is_bucket(store):
         return local_index_path(store, settings).with_name(LOCK_NAME)
+    if "://" in store and not store.lower().startswith("file://"):
+        return None
     return Path(store_identity(store)) / INDEX_DIR / LOCK_NAME
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests import images
-from tests.conftest import SECRET, sha256, start_crawl, wait_until
+from tests.conftest import PROJECT_ROOT, SECRET, sha256, start_crawl, wait_until
 from tests.imageserver import Route
 
 EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
@@ -326,6 +326,7 @@ def test_a_store_that_cannot_be_used_is_one_line_before_any_download(
     assert "Traceback" not in result.stderr
     assert "Unclosed" not in result.stderr
     assert server.requests == []
+    assert not (PROJECT_ROOT / store.partition("/")[0]).exists()  # no "ftp:" folder made here
 
 
 def test_unreachable_endpoint_and_denied_access_are_one_line(server, crawl, write_posts, tmp_path):
