@@ -115,7 +115,9 @@ class ImageIndex:
                     map(_row, images),
                 )
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot update the index of {self._where}: {exc}") from exc
+            full = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+            reason = "No space left on device" if full else str(exc)  # as a file write says it
+            raise StoreError(f"cannot update the index of {self._where}: {reason}") from exc
 
     def forget(self, paths: Iterable[str]) -> None:
         with self._transaction():

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import subprocess
+import sysconfig
 import threading
 import time
 import uuid
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+#: Where the interpreter running the tests has its commands (moto_server and the
+#: GCS emulator come with the test requirements): any virtual environment, or none.
+SCRIPTS = Path(sysconfig.get_path("scripts"))
 
 
 def free_port() -> int:
@@ -229,7 +232,7 @@ class GCSEmulator:
 
 def gcs_command(port: int) -> list[str]:
     return [
-        str(VENV_BIN / "gcp-storage-emulator"),
+        str(SCRIPTS / "gcp-storage-emulator"),
         "start",
         "--host=127.0.0.1",
         f"--port={port}",
@@ -238,4 +241,4 @@ def gcs_command(port: int) -> list[str]:
 
 
 def moto_command(port: int) -> list[str]:
-    return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    return [str(SCRIPTS / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]

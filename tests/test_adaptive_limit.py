@@ -21,13 +21,7 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from igimages.throttle import (
-    CUBIC_C,
-    OVERLOAD_BACKOFF,
-    AdaptiveConcurrency,
-    HostLimit,
-    pushback_summary,
-)
+from igimages.throttle import AdaptiveConcurrency, HostLimit, pushback_summary
 from tests import images
 from tests.conftest import sha256
 from tests.imageserver import ImageServer, Load, RequestRecord, Route
@@ -143,17 +137,19 @@ def test_refusals_cut_once_per_round_trip_and_the_limit_settles_under_k():
 
 
 def test_a_burst_of_refusals_of_requests_sent_before_the_cut_cuts_once():
+    # README's numbers, as literals: a refusal cuts to 0.85 times what was in
+    # flight, and the cubic W(n) = W_max + 0.01 (n - K)^3 grows the limit back.
     limit = HostLimit(ceiling=100, limit=40)
-    # The 17th request in flight was refused first: 17 x 0.85 is the new limit...
+    # The 17th request in flight was refused first: 17 x 0.85 = 14.45 is the new limit...
     assert limit.overloaded(sent_at=0.0, in_flight=17, now=0.1)
     for _ in range(30):  # ...the others were sent before that cut: no further cut
         assert not limit.overloaded(sent_at=0.05, in_flight=30, now=0.12)
-    assert limit.limit == pytest.approx(17 * OVERLOAD_BACKOFF)
+    assert limit.limit == pytest.approx(14.45)
     assert limit.w_max == 16  # the cubic returns to the last level that was not refused
-    assert limit.k == pytest.approx(((16 - limit.limit) / CUBIC_C) ** (1 / 3))
-    # A refusal of a request sent after the cut cuts again.
+    assert limit.k == pytest.approx(((16 - 14.45) / 0.01) ** (1 / 3))  # 5.37 round trips
+    # A refusal of a request sent after the cut cuts again: 14 x 0.85.
     assert limit.overloaded(sent_at=0.11, in_flight=14, now=0.2)
-    assert limit.limit == pytest.approx(min(17 * OVERLOAD_BACKOFF, 14) * OVERLOAD_BACKOFF)
+    assert limit.limit == pytest.approx(11.9)
 
 
 def test_latency_rising_with_what_is_in_flight_stops_the_limit_near_the_knee():

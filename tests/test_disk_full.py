@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,22 +15,44 @@ from tests import images
 from tests.conftest import read_jsonl
 
 
+def cannot_mount(reason: str) -> None:
+    """Skip where a tmpfs cannot be mounted; on CI (``CI`` set, as root) that is a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the full-disk tests: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 320 KiB filesystem (tmpfs), where this machine lets us mount one."""
+    """A real filesystem of 320 KiB (tmpfs), to fill up."""
     mountpoint = tmp_path / "small-disk"
     mountpoint.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
+        cannot_mount("mounting a size-limited tmpfs needs root")
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(mountpoint)], capture_output=True
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        cannot_mount(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield mountpoint
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def fill_up(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` with one file until only ``leave`` bytes are free."""
+    filler = disk / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):  # until the disk is full
+            while True:
+                os.write(descriptor, b"\0" * 65536)
+    finally:
+        os.close(descriptor)
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    os.truncate(filler, max(0, filler.stat().st_size - (leave - free)))
+    return filler
 
 
 def test_disk_full_stops_cleanly_and_a_rerun_after_freeing_space_completes(
@@ -72,3 +95,43 @@ def test_disk_full_stops_cleanly_and_a_rerun_after_freeing_space_completes(
     assert not refetched & {f"/{p.name}" for p in stored_first}, "stored images refetched"
     assert json.loads((store / "summary.json").read_text())["finish_reason"] == "finished"
     assert list(store.rglob("*.part")) == []
+
+
+def test_feeds_and_report_that_do_not_fit_leave_the_previous_ones_whole(
+    server, write_posts, crawl, small_disk
+):
+    """A later run on a disk that something else filled: exit status 4, and the
+    manifest and report a reader has are the previous run's, byte for byte."""
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    body = images.jpeg(seed=5)
+    long_query = "?oh=" + "x" * 2000  # long URLs: a manifest line of ~2 KB
+    url = server.add("/same.jpg", body)
+    posts = write_posts({f"p{n}": [f"{url}{long_query}{n}"] for n in range(120)})
+    store = small_disk / "images"
+    first = crawl(posts, "IGIMAGES_REPORT=True", target=store)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {
+        name: (store / name).read_bytes()
+        for name in ("manifest.jsonl", "failures.jsonl", "report/index.html")
+    }
+    assert len(before["manifest.jsonl"]) > 200_000
+    filler = fill_up(small_disk, leave=96 * 1024)  # enough for the index's files, not the feeds
+    server.reset_counters()
+
+    full = crawl(posts, "IGIMAGES_REPORT=True", target=store)
+
+    assert full.returncode == 4, full.stderr[-3000:]
+    assert server.requests == []  # every image was stored: nothing fetched, nothing written
+    assert "Traceback" not in full.stderr
+    errors = [line for line in full.stderr.splitlines() if "ERROR" in line or "error:" in line]
+    assert any("manifest.jsonl: No space left on device" in line for line in errors), errors
+    assert any(line.startswith("error: report not written") for line in errors), errors
+    for name, data in before.items():
+        assert (store / name).read_bytes() == data, f"{name} changed"
+    assert list(store.rglob("*.part")) == []
+    assert not list((store / "report").glob(".staging-*"))
+
+    filler.unlink()
+    again = crawl(posts, "IGIMAGES_REPORT=True", target=store)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (store / "manifest.jsonl").read_bytes().count(b"\n") == 120
