@@ -16,6 +16,7 @@ import pytest
 from tests import images
 from tests.conftest import (
     PROJECT_ROOT,
+    SECRET,
     crawl_command,
     crawl_env,
     read_jsonl,
@@ -29,7 +30,12 @@ EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
 SLOW = 0.15  # seconds each image takes to answer, so that workers overlap
 
 
-def start_worker(store: Path, *settings: str, posts: Path | None = None) -> subprocess.Popen:
+def start_worker(
+    store: Path | str,
+    *settings: str,
+    posts: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
     """A worker; given ``posts``, it queues them for the job first."""
     command = crawl_command(posts or "-", store, "IGIMAGES_PROGRESS_INTERVAL=0.5", *settings)
     if posts is None:  # a worker that only takes the job's posts
@@ -38,7 +44,7 @@ def start_worker(store: Path, *settings: str, posts: Path | None = None) -> subp
     return subprocess.Popen(
         command,
         cwd=PROJECT_ROOT,
-        env=crawl_env(),
+        env=env or crawl_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -159,6 +165,54 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
     assert "images: 144 stored, 0 failed, of 144" in status.stdout
     assert job_command("forget", store, job).returncode == 0
     assert list(job.client().scan_iter(match=job.key("*"))) == []
+
+
+def test_workers_on_two_machines_share_one_bucket(server, write_posts, job, s3_bucket, tmp_path):
+    """Two workers with a state folder each, as on two machines, into one S3 bucket."""
+    own = {f"/b{n}.jpg": images.jpeg(seed=3000 + n) for n in range(16)}
+    for path, body in own.items():
+        server.add(path, Route(body, delay=SLOW))
+    same = server.add("/same.png", Route(images.png(seed=8), delay=SLOW))
+    posts = write_posts({f"post{n}": [server.url(f"/b{n}.jpg"), same] for n in range(16)})
+    bucket = s3_bucket.settings[:-1]  # each machine its own state folder:
+    machines = [[*bucket, f"IGIMAGES_STATE_DIR={tmp_path / f'machine{m}'}"] for m in (1, 2)]
+    settings = ["CONCURRENT_REQUESTS_PER_DOMAIN=4", *job.settings]  # 1.2 s of answers at least
+    waiting = start_worker(s3_bucket.uri, *machines[1], *settings, env=s3_bucket.env)
+    feeding = start_worker(s3_bucket.uri, *machines[0], *settings, posts=posts, env=s3_bucket.env)
+    results = [finish(worker) for worker in (feeding, waiting)]
+
+    for status, output in results:
+        assert status == EXIT_OK, output[-3000:]
+        assert SECRET not in output
+    assert all(posts_done(output) for _, output in results)  # both had a share
+    objects = s3_bucket.objects()
+    manifest = [json.loads(line) for line in objects["manifest.jsonl"].decode().splitlines()]
+    assert sorted(line["id"] for line in manifest) == sorted(f"post{n}" for n in range(16))
+    for line in manifest:
+        n = int(line["id"].removeprefix("post"))
+        for image, body in zip(
+            line["images"], [own[f"/b{n}.jpg"], images.png(seed=8)], strict=True
+        ):
+            assert sha256(objects[image["path"]]) == sha256(body) == image["sha256"]
+    uploads = [c.key for c in s3_bucket.calls() if c.is_upload and c.key.startswith("job/post")]
+    assert len(uploads) == 17  # each content once, across the machines; the rest are copies
+    assert json.loads(objects["summary.json"])["posts/done"] == 16
+    assert objects["failures.jsonl"] == b""
+    assert not [name for name in objects if name.endswith(".part")]
+
+    # One machine's state damaged: set aside, and rebuilt from the bucket's mirror.
+    state = next((tmp_path / "machine1").glob("*/index.sqlite3"))
+    state.write_bytes(os.urandom(state.stat().st_size))
+    server.reset_counters()
+    calls_before = len(s3_bucket.calls())
+    status, output = finish(
+        start_worker(s3_bucket.uri, *machines[0], posts=posts, env=s3_bucket.env)
+    )
+    assert status == EXIT_OK, output[-3000:]
+    assert len(re.findall(r"index\.sqlite3 is damaged", output)) == 1
+    assert server.requests == []
+    new_uploads = [c.key for c in s3_bucket.calls()[calls_before:] if c.is_upload]
+    assert not [key for key in new_uploads if key.startswith("job/post")]
 
 
 def test_a_killed_worker_leaves_its_posts_to_the_others(server, write_posts, store, job):
