@@ -23,7 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Self
 
-from igimages.locking import is_running
+from igimages.locking import exclusively, is_running
 from igimages.report.pages import Overview, PageInfo, json_for_html, page_name, render_page
 from igimages.report.reading import (
     ReportError,
@@ -129,7 +129,8 @@ def build_report(options: ReportOptions) -> ReportResult:
             writer.put(name, (files("igimages.report") / "static" / name).read_text("utf-8"))
         chunk, batch = first or ([], Batch())
         writer.write(1, chunk, batch, overview)
-        _publish(staging, report_dir, pages, buckets)
+        with exclusively(report_dir / ".publishing"):  # two reports at once take turns
+            _publish(staging, report_dir, pages, buckets)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
