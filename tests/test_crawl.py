@@ -384,7 +384,9 @@ def test_progress_reports_done_total_rate_and_eta(server, write_posts, crawl):
     assert f"wrote {result.store / 'manifest.jsonl'}" in result.stderr
 
 
-def test_a_summary_that_cannot_be_written_is_one_error_line_and_exit_status_4(server, write_posts, crawl, tmp_path):
+def test_a_summary_that_cannot_be_written_is_one_error_line_and_exit_status_4(
+    server, write_posts, crawl, tmp_path
+):
     posts = write_posts({"p": [server.add("/a.jpg", images.jpeg(seed=2))]})
     (tmp_path / "a-file").write_text("not a folder")
 

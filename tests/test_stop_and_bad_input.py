@@ -178,3 +178,17 @@ def test_binary_file_or_empty_folder_is_a_one_line_error(tmp_path, store, crawl)
         assert len(errors) == 1
         assert errors[0].startswith(f"error: {posts}: {message}")
         assert not store.exists()
+
+
+def test_a_crawl_that_cannot_start_says_why_in_one_line(write_posts, crawl, store):
+    posts = write_posts({"a": ["http://127.0.0.1:9/a.jpg"]})
+
+    result = crawl(posts, "IGIMAGES_MAX_PIXELS=lots")
+
+    assert result.returncode == EXIT_STOPPED
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: the crawl could not start: ValueError: invalid literal for int() with base 10:"
+        " 'lots'"
+    ]
+    assert not (store / "manifest.jsonl").exists()

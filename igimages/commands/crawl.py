@@ -139,6 +139,13 @@ def _join_job(settings: BaseSettings, source: PostSource | None, max_images: int
 
 
 def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:
-    """A store that cannot be opened (bad scheme, no bucket, denied): one line, not a traceback."""
-    if not task.cancelled() and isinstance(error := task.exception(), StoreError):
+    """A store that cannot be used (bad scheme, no bucket, denied, in use): one line, not a
+    traceback. Anything else that stops a crawl from starting is said too, never silently."""
+    if task.cancelled() or (error := task.exception()) is None:
+        return
+    if isinstance(error, StoreError):
         print(f"error: {error}", file=sys.stderr)
+        return
+    logger.error("The crawl could not start", exc_info=error)
+    reason = (str(error) or type(error).__name__).splitlines()[0]
+    print(f"error: the crawl could not start: {type(error).__name__}: {reason}", file=sys.stderr)
