@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -34,6 +35,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def assert_no_secret(text: str, *secrets: str) -> None:
+    """None of ``secrets`` is in ``text`` in a form it may be printed in: as it is,
+    percent-encoded ("@" alone, as in a URL, or every character), escaped in a
+    repr or in JSON."""
+    for secret in secrets:
+        forms = {secret, secret.replace("@", "%40"), quote(secret, safe="")}
+        forms |= {repr(form)[1:-1] for form in forms} | {json.dumps(form)[1:-1] for form in forms}
+        for form in forms:
+            at = text.find(form)
+            assert at < 0, f"a secret is printed, as {form!r}: ...{text[at - 200 : at + 200]}..."
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from tests import images
 from tests.conftest import (
     PROJECT_ROOT,
     SECRET,
+    assert_no_secret,
     crawl_command,
     crawl_env,
     read_jsonl,
@@ -24,7 +25,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.imageserver import Load, Route
-from tests.redisserver import PASSWORD, RedisServer
+from tests.redisserver import PASSWORD, RedisServer, redis_url
 
 EXIT_OK, EXIT_STOPPED, EXIT_SOME_FAILED = 0, 1, 3
 SLOW = 0.15  # seconds each image takes to answer, so that workers overlap
@@ -60,13 +61,13 @@ def finish(worker: subprocess.Popen, timeout: float = 90) -> tuple[int, str]:
         worker.kill()
         _, stderr = worker.communicate()
         pytest.fail(f"a worker did not finish:\n{stderr[-3000:]}")
-    assert PASSWORD not in stderr + stdout  # the settings' log shows REDIS_URL without it
+    assert_no_secret(stderr + stdout, PASSWORD)  # the settings' log shows REDIS_URL without it
     return worker.returncode, stderr + stdout
 
 
-def job_command(action: str, store: Path, job) -> subprocess.CompletedProcess:
+def job_command(action: str, store: Path, *settings: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "scrapy", "job", action, "-s", f"IMAGES_STORE={store}"]
-    for setting in job.settings:
+    for setting in settings:
         command += ["-s", setting]
     return subprocess.run(
         command, cwd=PROJECT_ROOT, env=crawl_env(), capture_output=True, text=True, timeout=60
@@ -144,7 +145,7 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
     assert summary["finish_reason"] == "finished"
     assert read_jsonl(store / "failures.jsonl") == []
     for name in ("manifest.jsonl", "failures.jsonl", "summary.json"):
-        assert PASSWORD not in (store / name).read_text()
+        assert_no_secret((store / name).read_text(), PASSWORD)
 
     # Fed again when it is done: nothing is added, nothing is requested.
     server.reset_counters()
@@ -157,13 +158,13 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
     # The job's feeds written again on demand, its state shown, then forgotten.
     written = (store / "manifest.jsonl").read_bytes()
     (store / "manifest.jsonl").unlink()
-    merged = job_command("merge", store, job)
+    merged = job_command("merge", store, *job.settings)
     assert merged.returncode == 0, merged.stderr
     assert (store / "manifest.jsonl").read_bytes() == written
-    status = job_command("status", store, job)
+    status = job_command("status", store, *job.settings)
     assert "posts: 36 done of 36; 0 queued, 0 with 0 live workers" in status.stdout
     assert "images: 144 stored, 0 failed, of 144" in status.stdout
-    assert job_command("forget", store, job).returncode == 0
+    assert job_command("forget", store, *job.settings).returncode == 0
     assert list(job.client().scan_iter(match=job.key("*"))) == []
 
 
@@ -339,12 +340,15 @@ def test_failures_are_retried_through_the_queue(server, write_posts, store, job)
     assert "1 were in the job already" in stderr
 
 
-def test_unreachable_redis_is_one_line_and_nothing_is_written(write_posts, store, server):
+def test_unreachable_redis_is_one_line_without_its_password_and_nothing_is_written(
+    write_posts, store, server
+):
     posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
     from tests.cloud import free_port
 
-    url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"
-    completed = subprocess.run(
+    port = free_port()
+    url = redis_url(port)  # with the password of the session's Redis: quotes, ":" and "@"
+    crawled = subprocess.run(
         crawl_command(posts, store, f"REDIS_URL={url}"),
         cwd=PROJECT_ROOT,
         env=crawl_env(),
@@ -352,12 +356,14 @@ def test_unreachable_redis_is_one_line_and_nothing_is_written(write_posts, store
         text=True,
         timeout=60,
     )
-    assert completed.returncode == EXIT_STOPPED
-    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, completed.stderr
-    assert f"Redis at redis://:(hidden)@127.0.0.1:{url.rsplit(':', 1)[1]}" in errors[0]
-    assert "Traceback" not in completed.stderr
-    assert "s3cret-pass" not in completed.stderr
+    status = job_command("status", store, f"REDIS_URL={url}")
+    for completed in (crawled, status):
+        assert completed.returncode == EXIT_STOPPED
+        errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, completed.stderr
+        assert errors[0].startswith(f"error: Redis at redis://:(hidden)@127.0.0.1:{port}/0: ")
+        assert "Traceback" not in completed.stderr
+        assert_no_secret(completed.stderr + completed.stdout, PASSWORD)
     assert not store.exists()
     assert server.requests == []
 

@@ -21,12 +21,12 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
-from igimages import redact
 from igimages.commands.report import write_report
 from igimages.exporters import UNWRITTEN
 from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
 from igimages.job import JOB_FEEDS_WRITTEN, JobError, JobKeys, is_job, job_name, store_identity
 from igimages.plan import make_plan
+from igimages.redact import echo, install
 from igimages.store import StoreError
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SOME_FAILED, EXIT_NOT_WRITTEN = 1, 2, 3, 4
 class Command(ScrapyCrawlCommand):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
-        redact.install()
+        install(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -48,7 +48,7 @@ class Command(ScrapyCrawlCommand):
             try:  # a store the report cannot be made of is said before any download
                 ReportOptions.from_settings(self.settings)
             except ReportError as exc:
-                print(f"error: IGIMAGES_REPORT=True: {exc}", file=sys.stderr)
+                echo(f"error: IGIMAGES_REPORT=True: {exc}", sys.stderr)
                 self.exitcode = EXIT_STOPPED
                 return
         max_images = self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
@@ -58,21 +58,21 @@ class Command(ScrapyCrawlCommand):
             if not in_job or opts.spargs.get("posts"):
                 spec = InputSpec.from_args(opts.spargs)
                 if opts.spargs.get("plan", "0").lower() not in ("", "0", "no", "false"):
-                    print(make_plan(PostSource(spec), self.settings).report())
+                    echo(make_plan(PostSource(spec), self.settings).report())
                     return
                 # The crawl's own reading is opened first: standard input can
                 # only be read once, so it is not surveyed (progress then has no total).
                 source = PostSource(spec)
                 found = None if spec.reads_stdin else survey(spec, max_images)
         except PostsFileError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            echo(f"error: {exc}", sys.stderr)
             self.exitcode = EXIT_BAD_INPUT
             return
         if in_job:
             try:
                 _join_job(self.settings, source, max_images)
             except JobError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                echo(f"error: {exc}", sys.stderr)
                 self.exitcode = EXIT_STOPPED
                 return
             source, found = None, None  # the worker takes its posts from the job
@@ -101,9 +101,8 @@ class Command(ScrapyCrawlCommand):
         Of a job's workers, the one that wrote the job's feeds writes it.
         """
         if stats.get("finish_reason") != "finished":
-            print(
-                "report not written: the crawl did not finish (scrapy report makes it)",
-                file=sys.stderr,
+            echo(
+                "report not written: the crawl did not finish (scrapy report makes it)", sys.stderr
             )
         elif is_job(self.settings) and not stats.get(JOB_FEEDS_WRITTEN):
             return
@@ -144,8 +143,8 @@ def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:
     if task.cancelled() or (error := task.exception()) is None:
         return
     if isinstance(error, StoreError):
-        print(f"error: {error}", file=sys.stderr)
+        echo(f"error: {error}", sys.stderr)
         return
     logger.error("The crawl could not start", exc_info=error)
     reason = (str(error) or type(error).__name__).splitlines()[0]
-    print(f"error: the crawl could not start: {type(error).__name__}: {reason}", file=sys.stderr)
+    echo(f"error: the crawl could not start: {type(error).__name__}: {reason}", sys.stderr)

@@ -18,6 +18,7 @@ from scrapy.exceptions import UsageError
 from scrapy.utils.defer import deferred_from_coro
 
 from igimages.job import JobKeys, is_job, job_name
+from igimages.redact import echo, install
 
 ACTIONS = ("status", "merge", "forget")
 
@@ -31,6 +32,10 @@ class Command(ScrapyCommand):
 
     def short_desc(self) -> str:
         return "See a job on many machines (REDIS_URL), write its feeds, or forget it"
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        install(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         action = args[0] if args else "status"
@@ -51,7 +56,7 @@ class Command(ScrapyCommand):
             else:
                 self._merge(keys)
         except REDIS_ERRORS as exc:
-            print(f"error: {unavailable(self.settings, exc)}", file=sys.stderr)
+            echo(f"error: {unavailable(self.settings, exc)}", sys.stderr)
             self.exitcode = 1
 
     def _status(self, keys: JobKeys) -> None:
@@ -62,7 +67,7 @@ class Command(ScrapyCommand):
         status = read_status_blocking(client, keys)
         store = client.hget(keys.meta, "store")
         if store is None:
-            print(f"No job {keys.name!r} on {describe(self.settings)}")
+            echo(f"No job {keys.name!r} on {describe(self.settings)}")
             self.exitcode = 1
             return
         counts = status.counts
@@ -81,7 +86,7 @@ class Command(ScrapyCommand):
                 + ", ".join(f"{name} {n}" for name, n in sorted(reasons.items()) if n)
             )
         lines.append("  finished" if status.finished else "  running")
-        print("\n".join(lines))
+        echo("\n".join(lines))
 
     def _forget(self, keys: JobKeys) -> None:
         from igimages.job.connection import blocking_client
@@ -90,14 +95,14 @@ class Command(ScrapyCommand):
         client = blocking_client(self.settings)
         status = read_status_blocking(client, keys)
         if status.workers or status.feeders:
-            print(f"error: job {keys.name!r} has live workers; stop them first", file=sys.stderr)
+            echo(f"error: job {keys.name!r} has live workers; stop them first", sys.stderr)
             self.exitcode = 1
             return
         pattern = keys.prefix.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?")
         names = list(client.scan_iter(match=f"{pattern}*", count=1000))
         for start in range(0, len(names), 1000):
             client.delete(*names[start : start + 1000])
-        print(f"Forgot job {keys.name!r}: {len(names)} keys deleted; the store is untouched")
+        echo(f"Forgot job {keys.name!r}: {len(names)} keys deleted; the store is untouched")
 
     def _merge(self, keys: JobKeys) -> None:
         """The job's feeds, through the feed storages: that needs Scrapy's reactor."""
@@ -130,11 +135,11 @@ class Command(ScrapyCommand):
         if (error := outcome.get("error")) is not None:
             if isinstance(error, REDIS_ERRORS):
                 raise error
-            print(f"error: cannot write the job's feeds: {error}", file=sys.stderr)
+            echo(f"error: cannot write the job's feeds: {error}", sys.stderr)
             self.exitcode = 1
             return
         written = outcome["written"]
-        print(
+        echo(
             f"Job {keys.name!r}: {written.posts} posts ({written.failed_posts} with failed "
             f"images, {written.unfinished} not finished yet); wrote {', '.join(written.uris)}"
         )

@@ -13,6 +13,8 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
+from igimages.redact import echo
+
 
 class Command(ScrapyCommand):
     requires_project = True
@@ -51,9 +53,9 @@ def write_report(settings: BaseSettings) -> int:
     try:
         result = build_report(ReportOptions.from_settings(settings))
     except ReportError as exc:
-        print(f"error: report not written: {exc}", file=sys.stderr)
+        echo(f"error: report not written: {exc}", sys.stderr)
         return exc.exit_status
     for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(result.describe())
+        echo(f"warning: {warning}", sys.stderr)
+    echo(result.describe())
     return 0

@@ -15,7 +15,7 @@ from scrapy.settings import BaseSettings
 from scrapy_redis import connection
 
 from igimages.job import JobError
-from igimages.redact import hide_url_passwords
+from igimages.redact import redact
 
 CONNECTIONS = 16  # per crawl process
 
@@ -57,9 +57,9 @@ def describe(settings: BaseSettings) -> str:
     url = settings.get("REDIS_URL") or (
         f"redis://{settings.get('REDIS_HOST')}:{settings.get('REDIS_PORT') or 6379}"
     )
-    return hide_url_passwords(url)
+    return redact(url)
 
 
 def unavailable(settings: BaseSettings, exc: BaseException) -> RedisUnavailable:
     reason = (str(exc) or type(exc).__name__).splitlines()[0]
-    return RedisUnavailable(f"Redis at {describe(settings)}: {hide_url_passwords(reason)}")
+    return RedisUnavailable(redact(f"Redis at {describe(settings)}: {reason}"))
