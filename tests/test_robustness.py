@@ -10,7 +10,7 @@ from email.utils import formatdate
 import pytest
 
 from tests import images
-from tests.conftest import crawl_env
+from tests.conftest import proxy_env
 from tests.imageserver import ImageServer, Route, self_signed_tls
 
 EXIT_OK, EXIT_SOME_FAILED = 0, 3
@@ -98,7 +98,7 @@ def test_permanent_answers_and_expired_links_fail_at_once(server, write_posts, c
     expired_by_oe = cdn.format("old", future_oe(-1))
     posts = write_posts({"p": [*urls, expired_by_cdn, expired_by_oe]})
 
-    result = crawl(posts, env=crawl_env(http_proxy=server.url("")))
+    result = crawl(posts, env=proxy_env(server))
 
     assert result.returncode == EXIT_SOME_FAILED, result.stderr
     reasons = [(f["reason"], f["http_status"], f["attempts"]) for f in result.failures]
@@ -220,7 +220,7 @@ def test_a_mix_of_faults_recovers_everything_that_can_be(server, write_posts, cr
 def test_an_image_stored_before_its_link_expired_stays_cached(server, write_posts, crawl):
     server.add("/v/t51/7_n.jpg", images.jpeg(seed=70))
     link = "http://scontent.cdninstagram.com/v/t51/7_n.jpg?oe={}"
-    env = crawl_env(http_proxy=server.url(""))
+    env = proxy_env(server)
     fresh = crawl(write_posts({"p": [link.format(future_oe(3))]}, "fresh.json"), env=env)
     assert fresh.returncode == EXIT_OK, fresh.stderr
     server.reset_counters()
