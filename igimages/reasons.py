@@ -47,8 +47,6 @@ def failure_reason(exc: BaseException) -> str:
         return "too_many_redirects"
     if isinstance(exc.__cause__, _DecompressionMaxSizeExceeded):  # a gzip bomb
         return "too_large"
-    if isinstance(exc, CannotResolveHostError) and "link-local or metadata" in str(exc):
-        return "blocked_address"  # a name resolving only there (addresses.GuardedResolver)
     for reason, types in _REASONS:
         if isinstance(exc, types):
             return reason

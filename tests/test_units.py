@@ -21,6 +21,7 @@ from scrapy.exceptions import (
 )
 from twisted.internet.error import ConnectionLost, DNSLookupError
 
+from igimages.addresses import BlockedAddress
 from igimages.exporters import FeedNotStored
 from igimages.inputs import reader as reader_module
 from igimages.inputs.post import BadPost
@@ -200,6 +201,7 @@ def test_distinct_ids_never_share_a_folder():
         (ResponseDataLossError(), "truncated"),
         (UnsupportedURLSchemeError(), "unsupported_scheme"),
         (DownloadAborted(), "interrupted"),
+        (BlockedAddress(), "blocked_address"),
         (IgnoreRequest(), "filtered"),
         (ValueError("odd"), "error"),
     ],
