@@ -43,6 +43,11 @@ from igimages.addresses import (
 )
 
 
+class CertificateRefused(Exception):
+    """An HTTPS server whose certificate did not verify: not retried, since
+    another attempt meets the same certificate."""
+
+
 class ImageDownloadHandler(AiohttpDownloadHandler):
     """Scrapy's aiohttp handler under ``AddressPolicy``, with failures in plain words."""
 
@@ -99,6 +104,10 @@ def _plainly(exc: CannotResolveHostError | DownloadConnectionRefusedError) -> Ex
         return exc
     if isinstance(error.os_error, AddressRefused):
         return BlockedAddress(str(error.os_error))
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        reason = error.certificate_error
+        said = getattr(reason, "verify_message", None) or str(reason)
+        return CertificateRefused(f"certificate verify failed: {said}")
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return type(exc)(f"cannot resolve {error.host}: {_said(error.os_error)}")
     where = "the proxy " if isinstance(error, aiohttp.ClientProxyConnectionError) else ""

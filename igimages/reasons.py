@@ -17,12 +17,14 @@ from scrapy.utils._compression import _DecompressionMaxSizeExceeded
 from twisted.internet import error as twisted_errors
 
 from igimages.addresses import BlockedAddress
+from igimages.handlers import CertificateRefused
 from igimages.middlewares import DownloadAborted
 
 #: Download exceptions by the reason they are reported under.
 _REASONS: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
     ("interrupted", (DownloadAborted,)),
     ("blocked_address", (BlockedAddress,)),
+    ("certificate", (CertificateRefused,)),
     ("too_large", (DownloadCancelledError,)),  # over DOWNLOAD_MAXSIZE
     ("timeout", (DownloadTimeoutError, twisted_errors.TimeoutError)),
     ("dns", (CannotResolveHostError, twisted_errors.DNSLookupError)),

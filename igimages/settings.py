@@ -121,6 +121,9 @@ ROBOTSTXT_OBEY = False
 # private and shared addresses too, which a local mirror or a test server
 # uses, hence allowed by default.
 IGIMAGES_REFUSE_PRIVATE_ADDRESSES = False
+# HTTPS certificates and host names are checked against the system's CAs (or
+# SSL_CERT_FILE / SSL_CERT_DIR); False accepts any, for a private mirror.
+DOWNLOAD_VERIFY_CERTIFICATES = True
 DOWNLOAD_HANDLERS = {
     "http": "igimages.handlers.ImageDownloadHandler",
     "https": "igimages.handlers.ImageDownloadHandler",

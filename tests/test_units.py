@@ -23,6 +23,7 @@ from twisted.internet.error import ConnectionLost, DNSLookupError
 
 from igimages.addresses import BlockedAddress
 from igimages.exporters import FeedNotStored
+from igimages.handlers import CertificateRefused
 from igimages.inputs import reader as reader_module
 from igimages.inputs.post import BadPost
 from igimages.inputs.reader import JsonValues
@@ -202,6 +203,7 @@ def test_distinct_ids_never_share_a_folder():
         (UnsupportedURLSchemeError(), "unsupported_scheme"),
         (DownloadAborted(), "interrupted"),
         (BlockedAddress(), "blocked_address"),
+        (CertificateRefused(), "certificate"),
         (IgnoreRequest(), "filtered"),
         (ValueError("odd"), "error"),
     ],

@@ -24,6 +24,8 @@ _ADVICE = {
     "invalid_url": "not a valid URL: fix the posts file",
     "blocked_address": "a link-local or cloud metadata address (or, with"
     " IGIMAGES_REFUSE_PRIVATE_ADDRESSES, a private one): never requested",
+    "certificate": "the server's HTTPS certificate did not verify: for a mirror you trust,"
+    " give its CA in SSL_CERT_FILE, or set DOWNLOAD_VERIFY_CERTIFICATES=False",
     "filtered": "dropped by a downloader middleware",
 }
 
