@@ -26,6 +26,7 @@ from typing import Any, Protocol, Self
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.redirect import RedirectMiddleware
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
@@ -311,3 +312,17 @@ class BackoffRetryMiddleware(RetryMiddleware):
     @staticmethod
     def _hold(retry: Request, seconds: float) -> None:
         retry.meta[NOT_BEFORE] = time.monotonic() + seconds
+
+
+class ImageRedirectMiddleware(RedirectMiddleware):
+    """Scrapy's redirects, except that one to a URL of which Scrapy makes no
+    request at all (``mailto:``, ``javascript:``: no ``//``) is left to the
+    pipeline, as Scrapy leaves one to ``file:`` or ``data:``, and fails as
+    ``unsupported_scheme`` instead of an error.
+    """
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        try:
+            return super().process_response(request, response)
+        except ValueError:  # "Missing scheme in request url: mailto:..."
+            return response

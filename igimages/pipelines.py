@@ -24,6 +24,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Self
+from urllib.parse import urljoin
 
 from scrapy import Request
 from scrapy.crawler import Crawler
@@ -36,7 +37,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from twisted.python.failure import Failure
 
 from igimages import signals as igimages_signals
-from igimages.addresses import judge_url
+from igimages.addresses import AddressPolicy
 from igimages.buckets import GCSStore, S3Store, configure_buckets
 from igimages.catalog import Catalog, CatalogUnavailable, LocalCatalog
 from igimages.items import Post
@@ -110,6 +111,7 @@ class PostImagesPipeline(FilesPipeline):
         self.min_height = settings.getint("IMAGES_MIN_HEIGHT")
         self.max_pixels = settings.getint("IGIMAGES_MAX_PIXELS")
         self.path_key_hosts = tuple(settings.getlist("IGIMAGES_PATH_KEY_HOSTS"))
+        self.address_policy = AddressPolicy.from_settings(settings)
         self.stats = crawler.stats
         self.store_error: StoreError | None = None
         self._log_filter = _HideHandledFailures()
@@ -167,7 +169,7 @@ class PostImagesPipeline(FilesPipeline):
         for index, url in enumerate(item.image_urls):
             position = item.position(index)
             failure = None
-            if verdict := judge_url(url):
+            if verdict := self.address_policy.judge_url(url):
                 failure = ImageFailed(*verdict)
             else:
                 target = ImageTarget(post_dir, position, image_key(url, self.path_key_hosts))
@@ -253,7 +255,10 @@ class PostImagesPipeline(FilesPipeline):
         if status == 403 and is_signed_cdn(urlparse_cached(response).hostname, self.path_key_hosts):
             reason, detail = "expired", "the CDN refused the signed link; rescrape the post"
         elif 300 <= status < 400 and (location := response.headers.get(b"Location")):
-            reason, detail = "unsupported_scheme", f"redirect to {location.decode('latin-1')}"
+            # Not followed: judged as a posts file's URL is, to say why.
+            to = location.decode("latin-1")
+            if verdict := self.address_policy.judge_url(urljoin(response.url, to)):
+                reason, detail = verdict[0], f"redirect to {to}"
         return ImageFailed(reason, detail, http_status=status, attempts=target.attempts)
 
     def media_failed(

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from scrapy.settings import BaseSettings
 
-from igimages.addresses import judge_url
+from igimages.addresses import AddressPolicy
 from igimages.buckets import is_bucket, local_index_path
 from igimages.inputs import PostSource, Skipped
 from igimages.inputs.seen import SeenSet
@@ -77,7 +77,7 @@ class Plan:
         if self.unsupported:
             lines.append(
                 f"  not requested    {self.unsupported:,}  (not http(s), unparseable, or a"
-                " link-local or metadata address)"
+                " refused address)"
             )
         lines += [
             f"  to download      {self.to_download:,}  (distinct, not stored, not expired)",
@@ -153,6 +153,7 @@ class StoredIndex:
 
 def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
     signed_hosts = tuple(settings.getlist("IGIMAGES_PATH_KEY_HOSTS"))
+    judge_url = AddressPolicy.from_settings(settings).judge_url
     uri = settings["IMAGES_STORE"]
     store = Path(uri)
     index = StoredIndex(store, local_index_path(uri, settings) if is_bucket(uri) else None)

@@ -17,12 +17,14 @@ from scrapy.utils._compression import _DecompressionMaxSizeExceeded
 from twisted.internet import error as twisted_errors
 
 from igimages.addresses import BlockedAddress
+from igimages.handlers import CertificateRefused
 from igimages.middlewares import DownloadAborted
 
 #: Download exceptions by the reason they are reported under.
 _REASONS: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
     ("interrupted", (DownloadAborted,)),
     ("blocked_address", (BlockedAddress,)),
+    ("certificate", (CertificateRefused,)),
     ("too_large", (DownloadCancelledError,)),  # over DOWNLOAD_MAXSIZE
     ("timeout", (DownloadTimeoutError, twisted_errors.TimeoutError)),
     ("dns", (CannotResolveHostError, twisted_errors.DNSLookupError)),
@@ -47,8 +49,6 @@ def failure_reason(exc: BaseException) -> str:
         return "too_many_redirects"
     if isinstance(exc.__cause__, _DecompressionMaxSizeExceeded):  # a gzip bomb
         return "too_large"
-    if isinstance(exc, CannotResolveHostError) and "link-local or metadata" in str(exc):
-        return "blocked_address"  # a name resolving only there (addresses.GuardedResolver)
     for reason, types in _REASONS:
         if isinstance(exc, types):
             return reason

@@ -60,7 +60,6 @@ IGIMAGES_PATH_KEY_HOSTS = ["cdninstagram.com", "fbcdn.net"]
 CONCURRENT_REQUESTS = 100
 CONCURRENT_REQUESTS_PER_DOMAIN = 100
 DOWNLOADER_MIDDLEWARES = {
-    "igimages.addresses.BlockedAddressMiddleware": 50,
     "igimages.middlewares.BackoffRetryMiddleware": 550,
     "igimages.middlewares.DownloadGateMiddleware": 950,
 }
@@ -122,7 +121,14 @@ ROBOTSTXT_OBEY = False
 # --- Safety -----------------------------------------------------------------------
 # Only http and https: a posts file must not be able to read local files.
 # HTTP goes through Scrapy's aiohttp handler: a quarter less CPU than its
-# Twisted one (see igimages/handlers.py).
+# Twisted one (see igimages/handlers.py). It never connects to link-local or
+# cloud metadata addresses (igimages.addresses); True here refuses loopback,
+# private and shared addresses too, which a local mirror or a test server
+# uses, hence allowed by default.
+IGIMAGES_REFUSE_PRIVATE_ADDRESSES = False
+# HTTPS certificates and host names are checked against the system's CAs (or
+# SSL_CERT_FILE / SSL_CERT_DIR); False accepts any, for a private mirror.
+DOWNLOAD_VERIFY_CERTIFICATES = True
 DOWNLOAD_HANDLERS = {
     "http": "igimages.handlers.ImageDownloadHandler",
     "https": "igimages.handlers.ImageDownloadHandler",
@@ -164,7 +170,7 @@ DOWNLOADER_MIDDLEWARES_BASE = {
     "scrapy.downloadermiddlewares.defaultheaders.DefaultHeadersMiddleware": 400,
     "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": 500,
     "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": 590,
-    "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": 600,
+    "igimages.middlewares.ImageRedirectMiddleware": 600,  # Scrapy's, for mailto: too
     "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": 750,
 }
 EXTENSIONS_BASE = {

@@ -31,6 +31,11 @@ from tests.imageserver import ImageServer
 from tests.redisserver import RedisServer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: A ``sitecustomize`` that makes names resolve where a test says (crawl_env's hosts).
+HOSTS_OVERRIDE = Path(__file__).resolve().parent / "resolve"
+#: Where the tests' CDN names resolve: TEST-NET-3 (RFC 5737), which nothing
+#: answers; a crawl checks a name before it hands it to a proxy.
+CDN_HOSTS = {"*.cdninstagram.com": "203.0.113.7", "*.fbcdn.net": "203.0.113.7"}
 
 
 def sha256(data: bytes) -> str:
@@ -119,11 +124,21 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def crawl_env(**extra: str) -> dict[str, str]:
+def crawl_env(hosts: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """A crawl's environment: no proxy but ``http_proxy`` in ``extra``, and
+    ``hosts`` (name or ``*.domain`` -> address) resolving where they say."""
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["PYTHONPATH"] = str(PROJECT_ROOT)
+    if hosts:
+        env["PYTHONPATH"] = os.pathsep.join((str(HOSTS_OVERRIDE), str(PROJECT_ROOT)))
+        env["IGIMAGES_TEST_HOSTS"] = json.dumps(hosts)
     env.update(extra)
     return env
+
+
+def proxy_env(server: ImageServer, hosts: dict[str, str] | None = None) -> dict[str, str]:
+    """``server`` as the crawl's HTTP proxy, standing in for the CDN's hosts."""
+    return crawl_env(hosts={**CDN_HOSTS, **(hosts or {})}, http_proxy=server.url(""))
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 Tests run Scrapy against genuine sockets instead of mocks, so timeouts,
 truncated bodies, retries and concurrency limits are exercised for real.
 The server also accepts proxy-style absolute URIs, so pointing
-``http_proxy`` at it lets tests use CDN hostnames without any DNS.
+``http_proxy`` at it lets tests use CDN hostnames; a crawl checks where a
+name resolves before it hands it to a proxy, so those names resolve through
+the tests' own override (``conftest.proxy_env``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from igimages.store import FolderStore
 from tests import images
 from tests.conftest import (
-    crawl_env,
+    proxy_env,
     sha256,
 )
 from tests.imageserver import ImageServer, Route
@@ -207,7 +207,7 @@ def test_rescrape_with_rotated_signatures_on_cdn_host_makes_no_request(
     body = images.jpeg(seed=31)
     server.add("/v/t51.2885-15/123_456_n.jpg", body)
     # The test server answers as an HTTP proxy, standing in for the CDN's host.
-    env = crawl_env(http_proxy=server.url(""))
+    env = proxy_env(server)
     scrape = "https://scontent-fra5-1.cdninstagram.com/v/t51.2885-15/123_456_n.jpg?oh={}&oe={}"
     rescrape = scrape.replace("scontent-fra5-1.cdninstagram.com", "instagram.fxyz1-1.fna.fbcdn.net")
     expiry = [f"{int(time.time()) + days * 86400:X}" for days in (3, 10)]  # oe: hex seconds

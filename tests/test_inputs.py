@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import images
-from tests.conftest import PROJECT_ROOT, CrawlResult, crawl_command, crawl_env
+from tests.conftest import PROJECT_ROOT, CrawlResult, crawl_command, proxy_env
 from tests.imageserver import ImageServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -60,7 +60,7 @@ def run(
     done = subprocess.run(
         command,
         cwd=PROJECT_ROOT,
-        env=crawl_env(http_proxy=server.url("")),
+        env=proxy_env(server),
         input=stdin if stdin is not None else b"",
         capture_output=True,
         timeout=90,

@@ -21,7 +21,9 @@ from scrapy.exceptions import (
 )
 from twisted.internet.error import ConnectionLost, DNSLookupError
 
+from igimages.addresses import BlockedAddress
 from igimages.exporters import FeedNotStored
+from igimages.handlers import CertificateRefused
 from igimages.inputs import reader as reader_module
 from igimages.inputs.post import BadPost
 from igimages.inputs.reader import JsonValues
@@ -236,6 +238,8 @@ def test_distinct_ids_never_share_a_folder():
         (ResponseDataLossError(), "truncated"),
         (UnsupportedURLSchemeError(), "unsupported_scheme"),
         (DownloadAborted(), "interrupted"),
+        (BlockedAddress(), "blocked_address"),
+        (CertificateRefused(), "certificate"),
         (IgnoreRequest(), "filtered"),
         (ValueError("odd"), "error"),
     ],

@@ -22,7 +22,10 @@ _ADVICE = {
     "too_many_redirects": "redirected in circles: the link is broken",
     "unsupported_scheme": "not an http(s) link: never requested",
     "invalid_url": "not a valid URL: fix the posts file",
-    "blocked_address": "a link-local or cloud metadata address: never requested",
+    "blocked_address": "a link-local or cloud metadata address (or, with"
+    " IGIMAGES_REFUSE_PRIVATE_ADDRESSES, a private one): never requested",
+    "certificate": "the server's HTTPS certificate did not verify: for a mirror you trust,"
+    " give its CA in SSL_CERT_FILE, or set DOWNLOAD_VERIFY_CERTIFICATES=False",
     "filtered": "dropped by a downloader middleware",
 }
 
