@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from igimages.inputs.base import Format, Found, PerValue
-from igimages.inputs.post import BadPost, make_post, objects, post_id, require_object
+from igimages.inputs.post import (
+    MAX_POSITION,
+    BadPost,
+    make_post,
+    objects,
+    post_id,
+    require_object,
+)
 from igimages.inputs.reader import Located
 from igimages.items import Post
 
@@ -22,8 +29,10 @@ def _image(value: dict[str, Any], owner: str) -> tuple[str, int]:
     url, position = value.get("url"), value.get("position")
     if not isinstance(url, str):
         raise BadPost(f'post {owner}: an image has no "url" string')
-    if isinstance(position, bool) or not isinstance(position, int) or position < 1:
+    if isinstance(position, bool) or not isinstance(position, int):
         raise BadPost(f'post {owner}: image {url} has no "position" (a number from 1)')
+    if not 1 <= position <= MAX_POSITION:
+        raise BadPost(f'post {owner}: image {url} has a "position" outside 1 to {MAX_POSITION:,}')
     return url, position
 
 

@@ -13,6 +13,10 @@ from typing import Any
 from igimages.inputs.reader import Malformed
 from igimages.items import Post
 
+#: The highest place an input may give an image in its post (igimages' own feeds
+#: give one): far more than any post holds, and a name a file system takes.
+MAX_POSITION = 100_000
+
 
 class BadPost(Exception):
     """One post cannot be used; the rest of the input can."""

@@ -24,9 +24,20 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 CHUNK_CHARS = 1 << 16
-MAX_VALUE_CHARS = 16 << 20  # one post bigger than this is not a post
 STDIN = "-"
 _NON_SPACE = re.compile(r"\S")
+
+# What one post may be. Past these a value is not a post but an attack, or a
+# mistake: refused before it costs memory or a deep recursion.
+#: Characters of one post's JSON (a line, an array element, a document).
+MAX_VALUE_CHARS = 16 << 20
+#: Levels of nesting: real exports nest 10 to 20 deep (Instagram's GraphQL).
+MAX_DEPTH = 100
+#: Digits of a number: Python's own bound on turning digits into an int.
+MAX_NUMBER_DIGITS = 4300
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_DECODER = json.JSONDecoder()
+_BRACKET = re.compile(r"[][{}]")
 _DECOMPRESSORS: tuple[tuple[bytes, Callable[[IO[bytes]], IO[bytes]], str], ...] = (
     (b"\x1f\x8b", lambda file: gzip.GzipFile(fileobj=file), "gzip"),
     (b"\xfd7zXZ\x00", lzma.LZMAFile, "xz"),
@@ -63,7 +74,8 @@ class Located:
 
 
 class Malformed:
-    """A value that is not JSON, where the rest of the input can still be read.
+    """A value that is not JSON, or past a limit, where the rest of the input can
+    still be read.
 
     A bad JSON Lines line, or a bad file in a folder: a bad post, not a bad input.
     """
@@ -112,7 +124,14 @@ class JsonValues:
         if first == "[":
             return "array"
         if first == "{":
-            return "lines" if _is_json(stripped.partition("\n")[0]) else "documents"
+            if "\n" not in stripped:  # the first line goes on past the head: read all of it
+                rest = self._read_line(MAX_VALUE_CHARS + 1 - len(stripped))
+                self._head += rest
+                stripped += rest
+            line = stripped.partition("\n")[0]
+            if len(line) > MAX_VALUE_CHARS:
+                return "lines"  # a first line too long to be a document's: skipped as a bad post
+            return "lines" if _is_json(line) else "documents"
         if not first:
             raise PostsFileError("the file is empty, no posts to read", self.name)
         line, column = _line_column(self._head, len(self._head) - len(stripped))
@@ -161,38 +180,78 @@ class JsonValues:
         finally:
             self.close()
 
-    def _read(self, size: int = -1) -> str:
-        """A line (``size`` -1) or up to ``size`` characters; "" at the end."""
+    def _read(self, size: int) -> str:
+        """Up to ``size`` characters; "" at the end."""
         assert self._file is not None
         try:
-            return self._file.readline() if size == -1 else self._file.read(size)
+            return self._file.read(size)
         except _DECOMPRESSION_ERRORS as exc:
-            kind = self.compression or "file"
-            raise _CorruptData(f"the {kind} data is corrupt or cut short ({exc})") from exc
+            raise self._corrupt(exc) from exc
 
-    def _lines(self) -> Iterator[str]:
-        """The lines of the file, those already read into the head first."""
+    def _read_line(self, limit: int) -> str:
+        """The rest of a line, at most ``limit`` characters of it; "" at the end."""
+        assert self._file is not None
+        try:
+            return self._file.readline(max(limit, 1))
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._corrupt(exc) from exc
+
+    def _corrupt(self, exc: BaseException) -> _CorruptData:
+        kind = self.compression or "file"
+        return _CorruptData(f"the {kind} data is corrupt or cut short ({exc})")
+
+    def _lines(self) -> Iterator[str | None]:
+        """The lines of the file, those already read into the head first; None for
+        a line longer than ``MAX_VALUE_CHARS``, which is read through, never held."""
         *whole, partial = self._head.split("\n")
         for text in whole:
-            yield text + "\n"
-        yield partial + self._read()  # the line the head ends inside
-        while text := self._read():
-            yield text
+            yield text + "\n" if len(text) <= MAX_VALUE_CHARS else None
+        assert self._file is not None
+        readline, text = self._file.readline, partial
+        try:
+            while True:  # the line the head ends inside, then the others
+                text += readline(max(1, MAX_VALUE_CHARS + 1 - len(text)))
+                if len(text) <= MAX_VALUE_CHARS:  # every usual line, its end included
+                    if not text:
+                        return
+                    yield text
+                elif len(text.rstrip("\r\n")) <= MAX_VALUE_CHARS:
+                    yield text
+                else:
+                    while not text.endswith("\n") and (text := readline(CHUNK_CHARS)):
+                        pass
+                    yield None
+                text = ""
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._corrupt(exc) from exc
 
     def _json_lines(self) -> Iterator[Located]:
+        decode = _DECODER.decode
         index = number = 0
         try:
             for number, text in enumerate(self._lines(), start=1):
-                if not text.strip():
+                if text is not None and not text.strip():
                     continue
                 index += 1
+                if text is None:
+                    bad = Malformed(f"a line longer than {MAX_VALUE_CHARS >> 20} MiB")
+                    yield Located(bad, self.name, number, 1, index)
+                    continue
+                column = 1 + len(text) - len(text.lstrip())
                 try:
-                    value = json.loads(text)
+                    value = decode(text)
                 except json.JSONDecodeError as exc:
                     bad = Malformed(f"invalid JSON: {exc.msg}")
                     yield Located(bad, self.name, number, exc.colno, index)
                     continue
-                column = 1 + len(text) - len(text.lstrip())
+                except (ValueError, RecursionError) as exc:  # past a limit, as below
+                    yield Located(Malformed(_past_limit(exc)), self.name, number, column, index)
+                    continue
+                if text.count("[") + text.count("{") > MAX_DEPTH and (
+                    too_deep := _depth_beyond_limit(text)
+                ):
+                    yield Located(Malformed(too_deep), self.name, number, column, index)
+                    continue
                 yield Located(value, self.name, number, column, index)
         except _CorruptData as exc:
             raise PostsFileError(exc.message, self.name, number + 1, 1) from exc
@@ -241,25 +300,33 @@ class JsonValues:
         def fail(message: str) -> PostsFileError:
             return PostsFileError(message, self.name, *locate(pos))
 
-        def decode() -> tuple[Any, int]:
+        def decode(number: int) -> tuple[Any, int]:
             while True:
+                if len(buf) - pos > MAX_VALUE_CHARS + CHUNK_CHARS:
+                    raise fail(f"post #{number} is larger than {MAX_VALUE_CHARS >> 20} MiB")
                 try:
                     value, end = decoder.raw_decode(buf, pos)
                 except json.JSONDecodeError as exc:
-                    if eof or len(buf) - pos > MAX_VALUE_CHARS:
+                    if eof:
                         raise PostsFileError(
                             f"invalid JSON: {exc.msg}", self.name, *locate(exc.pos)
                         ) from None
                     fill()
                     continue
+                except (ValueError, RecursionError) as exc:
+                    raise fail(f"post #{number}: {_past_limit(exc)}") from None
                 if end < len(buf) or eof:
+                    if end - pos > MAX_VALUE_CHARS:
+                        raise fail(f"post #{number} is larger than {MAX_VALUE_CHARS >> 20} MiB")
+                    if too_deep := _depth_beyond_limit(buf, pos, end):
+                        raise fail(f"post #{number}: {too_deep}")
                     return value, end
                 fill()  # a number may go on in the next chunk
 
         index = 0
         if not in_array:
             while next_char():
-                value, end = decode()
+                value, end = decode(index + 1)
                 index += 1
                 yield Located(value, self.name, *locate(pos), index)
                 pos = end
@@ -272,7 +339,7 @@ class JsonValues:
             while True:
                 if not next_char():
                     raise fail("the posts array ends before its closing ']'")
-                value, end = decode()
+                value, end = decode(index + 1)
                 index += 1
                 yield Located(value, self.name, *locate(pos), index)
                 pos = end
@@ -318,9 +385,34 @@ class _CorruptData(Exception):
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
+
+
+def _past_limit(exc: BaseException) -> str:
+    """Which limit a value that JSON cannot take is past."""
+    if isinstance(exc, RecursionError):
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if "digits" in str(exc):  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return f"a number longer than {MAX_NUMBER_DIGITS:,} digits"
+    return f"invalid JSON: {exc}"
+
+
+def _depth_beyond_limit(text: str, start: int = 0, end: int | None = None) -> str:
+    """Why the JSON in ``text[start:end]`` nests too deep; "" if it does not.
+
+    Nesting is counted on the text, strings left out, only when the value has
+    more brackets than the limit allows levels: never for a usual post.
+    """
+    end = len(text) if end is None else end
+    if text.count("{", start, end) + text.count("[", start, end) <= MAX_DEPTH:
+        return ""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text[start:end])):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return f"nested deeper than {MAX_DEPTH} levels" if deepest > MAX_DEPTH else ""
 
 
 def _line_column(text: str, offset: int) -> tuple[int, int]:

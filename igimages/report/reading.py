@@ -99,7 +99,7 @@ def read_posts(manifests: list[Path]) -> Iterator[ReportPost]:
                     continue
                 try:
                     value = json.loads(line)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # a hostile copy of a manifest
                     raise ReportError(f"{path}, line {number}{_json_error(exc)}") from None
                 post = _post(value)
                 if post is None:
@@ -120,7 +120,7 @@ def read_summaries(paths: list[Path]) -> tuple[list[tuple[str, dict[str, Any]]],
     for path in paths:
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             warnings.append(f"{path}: left out, cannot be read ({exc})")
             continue
         if isinstance(value, dict):
@@ -130,7 +130,7 @@ def read_summaries(paths: list[Path]) -> tuple[list[tuple[str, dict[str, Any]]],
     return summaries, warnings
 
 
-def _json_error(exc: ValueError) -> str:
+def _json_error(exc: ValueError | RecursionError) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f", column {exc.colno}: not JSON ({exc.msg})"
     return f": not JSON ({exc})"
