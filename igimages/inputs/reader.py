@@ -21,6 +21,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import IO, Any
 
 CHUNK_CHARS = 1 << 16
@@ -28,16 +29,21 @@ STDIN = "-"
 _NON_SPACE = re.compile(r"\S")
 
 # What one post may be. Past these a value is not a post but an attack, or a
-# mistake: refused before it costs memory or a deep recursion.
+# mistake: it is refused before it costs unbounded memory, time or recursion.
 #: Characters of one post's JSON (a line, an array element, a document).
 MAX_VALUE_CHARS = 16 << 20
 #: Levels of nesting: real exports nest 10 to 20 deep (Instagram's GraphQL).
 MAX_DEPTH = 100
-#: Digits of a number: Python's own bound on turning digits into an int.
+#: Digits of an integer: Python's own bound on turning digits into an int,
+#: enforced here whatever the interpreter is set to.
 MAX_NUMBER_DIGITS = 4300
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_DECODER = json.JSONDecoder()
-_BRACKET = re.compile(r"[][{}]")
+TOO_LARGE = f"larger than {MAX_VALUE_CHARS >> 20} MiB"
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+TOO_LONG_NUMBER = f"an integer longer than {MAX_NUMBER_DIGITS:,} digits"
+#: The longest JSON token that may go on past the text read so far ("-Infinity",
+#: a "\\uXXXX" escape pair): a value that ends or fails nearer the end of what
+#: is read is decoded again once more is read.
+_LONGEST_TOKEN = 12
 _DECOMPRESSORS: tuple[tuple[bytes, Callable[[IO[bytes]], IO[bytes]], str], ...] = (
     (b"\x1f\x8b", lambda file: gzip.GzipFile(fileobj=file), "gzip"),
     (b"\xfd7zXZ\x00", lzma.LZMAFile, "xz"),
@@ -113,6 +119,9 @@ class JsonValues:
         except (UnicodeDecodeError, *_DECOMPRESSION_ERRORS) as exc:
             self.close()
             raise PostsFileError(f"cannot read posts: {_reason(exc)}", self.name) from exc
+        except _CorruptData as exc:  # in a first line longer than the head
+            self.close()
+            raise PostsFileError(exc.message, self.name, 1, 1) from exc
         except PostsFileError:
             self.close()
             raise
@@ -128,10 +137,7 @@ class JsonValues:
                 rest = self._read_line(MAX_VALUE_CHARS + 1 - len(stripped))
                 self._head += rest
                 stripped += rest
-            line = stripped.partition("\n")[0]
-            if len(line) > MAX_VALUE_CHARS:
-                return "lines"  # a first line too long to be a document's: skipped as a bad post
-            return "lines" if _is_json(line) else "documents"
+            return "lines" if _is_line(stripped.partition("\n")[0]) else "documents"
         if not first:
             raise PostsFileError("the file is empty, no posts to read", self.name)
         line, column = _line_column(self._head, len(self._head) - len(stripped))
@@ -226,7 +232,6 @@ class JsonValues:
             raise self._corrupt(exc) from exc
 
     def _json_lines(self) -> Iterator[Located]:
-        decode = _DECODER.decode
         index = number = 0
         try:
             for number, text in enumerate(self._lines(), start=1):
@@ -234,22 +239,19 @@ class JsonValues:
                     continue
                 index += 1
                 if text is None:
-                    bad = Malformed(f"a line longer than {MAX_VALUE_CHARS >> 20} MiB")
-                    yield Located(bad, self.name, number, 1, index)
+                    yield Located(Malformed(TOO_LARGE), self.name, number, 1, index)
                     continue
                 column = 1 + len(text) - len(text.lstrip())
                 try:
-                    value = decode(text)
+                    value = _DECODER.decode(text)
                 except json.JSONDecodeError as exc:
                     bad = Malformed(f"invalid JSON: {exc.msg}")
                     yield Located(bad, self.name, number, exc.colno, index)
                     continue
-                except (ValueError, RecursionError) as exc:  # past a limit, as below
+                except (ValueError, RecursionError) as exc:
                     yield Located(Malformed(_past_limit(exc)), self.name, number, column, index)
                     continue
-                if text.count("[") + text.count("{") > MAX_DEPTH and (
-                    too_deep := _depth_beyond_limit(text)
-                ):
+                if too_deep := _too_deep(text):
                     yield Located(Malformed(too_deep), self.name, number, column, index)
                     continue
                 yield Located(value, self.name, number, column, index)
@@ -257,7 +259,6 @@ class JsonValues:
             raise PostsFileError(exc.message, self.name, number + 1, 1) from exc
 
     def _json_values(self, in_array: bool) -> Iterator[Located]:
-        decoder = json.JSONDecoder()
         buf, pos, eof = self._head, 0, False
         # Line bookkeeping advances with the reading, never rescans: ``line``
         # is the line number at buffer offset ``mark``, whose line starts at
@@ -273,13 +274,13 @@ class JsonValues:
             mark = offset
             return line, offset - line_start + 1
 
-        def fill() -> bool:
+        def fill(size: int = CHUNK_CHARS) -> bool:
             nonlocal buf, pos, eof, mark, line_start
             if pos > CHUNK_CHARS:  # drop what has been parsed
                 locate(pos)
                 buf, mark, line_start, pos = buf[pos:], 0, line_start - pos, 0
             try:
-                chunk = self._read(CHUNK_CHARS)
+                chunk = self._read(size)
             except _CorruptData as exc:
                 raise PostsFileError(exc.message, self.name, *locate(len(buf))) from exc
             eof = not chunk
@@ -301,27 +302,31 @@ class JsonValues:
             return PostsFileError(message, self.name, *locate(pos))
 
         def decode(number: int) -> tuple[Any, int]:
+            # An array's posts are numbered; a document is named by its place alone.
+            post = f"post #{number}: " if in_array else ""
             while True:
-                if len(buf) - pos > MAX_VALUE_CHARS + CHUNK_CHARS:
-                    raise fail(f"post #{number} is larger than {MAX_VALUE_CHARS >> 20} MiB")
                 try:
-                    value, end = decoder.raw_decode(buf, pos)
+                    value, end = _DECODER.raw_decode(buf, pos)
                 except json.JSONDecodeError as exc:
-                    if eof:
+                    if eof or not _may_go_on(exc, len(buf)):
                         raise PostsFileError(
                             f"invalid JSON: {exc.msg}", self.name, *locate(exc.pos)
                         ) from None
-                    fill()
-                    continue
                 except (ValueError, RecursionError) as exc:
-                    raise fail(f"post #{number}: {_past_limit(exc)}") from None
-                if end < len(buf) or eof:
-                    if end - pos > MAX_VALUE_CHARS:
-                        raise fail(f"post #{number} is larger than {MAX_VALUE_CHARS >> 20} MiB")
-                    if too_deep := _depth_beyond_limit(buf, pos, end):
-                        raise fail(f"post #{number}: {too_deep}")
-                    return value, end
-                fill()  # a number may go on in the next chunk
+                    raise fail(post + _past_limit(exc)) from None
+                else:
+                    if eof or end < len(buf) - _LONGEST_TOKEN:  # what ends nearer may go on
+                        if end - pos > MAX_VALUE_CHARS:
+                            raise fail(post + TOO_LARGE)
+                        if too_deep := _too_deep(buf, pos, end):
+                            raise fail(post + too_deep)
+                        return value, end
+                pending = len(buf) - pos
+                if pending > MAX_VALUE_CHARS + CHUNK_CHARS:
+                    raise fail(post + TOO_LARGE)
+                # As much again as is pending: a long value is decoded a few
+                # times over, not once per chunk.
+                fill(max(CHUNK_CHARS, min(pending, MAX_VALUE_CHARS - pending)))
 
         index = 0
         if not in_array:
@@ -382,37 +387,66 @@ class _CorruptData(Exception):
         self.message = message
 
 
-def _is_json(text: str) -> bool:
+class _PastLimit(ValueError):
+    """A value past one of the limits above; ``str()`` says which."""
+
+
+def _integer(digits: str) -> int:
+    """A JSON integer, refused past ``MAX_NUMBER_DIGITS`` before it is converted."""
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _PastLimit(TOO_LONG_NUMBER)
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_integer)
+#: Each byte's step in nesting: an open bracket one level in, a close one out.
+_NESTING_STEP = [0] * 256
+_NESTING_STEP[ord("[")] = _NESTING_STEP[ord("{")] = 1
+_NESTING_STEP[ord("]")] = _NESTING_STEP[ord("}")] = -1
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def _is_line(text: str) -> bool:
+    """Whether ``text``, a file's first line, is a JSON value of its own: a JSON
+    Lines line (a bad post if past a limit), not the start of a document."""
+    if len(text) > MAX_VALUE_CHARS:
+        return True
     try:
-        json.loads(text)
-    except (ValueError, RecursionError):
+        _DECODER.decode(text)
+    except json.JSONDecodeError:
         return False
+    except (ValueError, RecursionError):
+        return True
     return True
 
 
-def _past_limit(exc: BaseException) -> str:
+def _may_go_on(exc: json.JSONDecodeError, read: int) -> bool:
+    """Whether JSON that failed as ``exc`` may be whole once more than the
+    ``read`` characters so far are read: a string still open, or a token cut."""
+    return exc.msg.startswith("Unterminated string") or exc.pos >= read - _LONGEST_TOKEN
+
+
+def _past_limit(exc: ValueError | RecursionError) -> str:
     """Which limit a value that JSON cannot take is past."""
-    if isinstance(exc, RecursionError):
-        return f"nested deeper than {MAX_DEPTH} levels"
-    if "digits" in str(exc):  # "Exceeds the limit (4300 digits) for integer string conversion"
-        return f"a number longer than {MAX_NUMBER_DIGITS:,} digits"
-    return f"invalid JSON: {exc}"
+    return TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
 
 
-def _depth_beyond_limit(text: str, start: int = 0, end: int | None = None) -> str:
-    """Why the JSON in ``text[start:end]`` nests too deep; "" if it does not.
+def _too_deep(text: str, start: int = 0, end: int | None = None) -> str:
+    """``TOO_DEEP`` if the JSON ``text[start:end]``, well formed (it was decoded),
+    nests deeper than ``MAX_DEPTH``.
 
-    Nesting is counted on the text, strings left out, only when the value has
-    more brackets than the limit allows levels: never for a usual post.
+    Only a value with more brackets than the limit allows levels is looked at
+    (never a usual post): its brackets outside strings, counted up and down.
     """
     end = len(text) if end is None else end
-    if text.count("{", start, end) + text.count("[", start, end) <= MAX_DEPTH:
+    if text.count("[", start, end) + text.count("{", start, end) <= MAX_DEPTH:
         return ""
-    depth = deepest = 0
-    for bracket in _BRACKET.findall(_STRING.sub("", text[start:end])):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return f"nested deeper than {MAX_DEPTH} levels" if deepest > MAX_DEPTH else ""
+    # Without escaped backslashes and quotes, every quote left opens or closes
+    # a string: what lies between the strings is every second piece.
+    unquoted = text[start:end].replace("\\\\", "").replace('\\"', "")
+    outside = "".join(unquoted.split('"')[::2]).encode()  # JSON is ASCII outside strings
+    steps = map(_NESTING_STEP.__getitem__, outside.translate(None, _NOT_BRACKETS))
+    return TOO_DEEP if max(accumulate(steps), default=0) > MAX_DEPTH else ""
 
 
 def _line_column(text: str, offset: int) -> tuple[int, int]:
