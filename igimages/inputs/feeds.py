@@ -89,7 +89,10 @@ class _Retry:
     images: list[tuple[str, int]] = field(default_factory=list)
 
     def found(self) -> Found:
-        return self.first, make_post(self.id, self.url, *_unzip(self.images))
+        try:
+            return self.first, make_post(self.id, self.url, *_unzip(self.images))
+        except BadPost as exc:
+            return self.first, exc
 
 
 def _unzip(images: list[tuple[str, int]]) -> tuple[list[str], list[int]]:

@@ -59,7 +59,10 @@ class GalleryDl(Format):
 def _finish(posts: dict[str, _Post]) -> Iterator[Found]:
     for owner, post in posts.items():
         urls = [url for *_, file_urls in sorted(post.files) for url in file_urls]
-        yield post.first, make_post(owner, post.url, urls)
+        try:
+            yield post.first, make_post(owner, post.url, urls)
+        except BadPost as exc:
+            yield post.first, exc
     posts.clear()
 
 

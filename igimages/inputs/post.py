@@ -13,8 +13,9 @@ from typing import Any
 from igimages.inputs.reader import Malformed
 from igimages.items import Post
 
-#: The highest place an input may give an image in its post (igimages' own feeds
-#: give one): far more than any post holds, and a name a file system takes.
+#: The most images a post may have, and so the highest place an input may give
+#: one (igimages' own feeds give places): far more than any real post holds,
+#: and a number SQLite and a file name take.
 MAX_POSITION = 100_000
 
 
@@ -55,13 +56,18 @@ def objects(value: Any) -> list[dict[str, Any]]:
 def make_post(
     post_id: str, url: Any, image_urls: Iterable[str], positions: Iterable[int] | None = None
 ) -> Post:
-    """A ``Post`` whose URLs keep their order, each URL once (its first place)."""
+    """A ``Post`` whose URLs keep their order, each URL once (its first place);
+    ``BadPost`` past ``MAX_POSITION`` of them, whatever the format."""
     link = url if isinstance(url, str) else None
     if positions is None:
         stripped = (image_url.strip() for image_url in image_urls)
-        return Post(post_id, link, list(dict.fromkeys(u for u in stripped if u)))
-    places: dict[str, int] = {}
-    for raw, place in zip(image_urls, positions, strict=True):
-        if (image_url := raw.strip()) and image_url not in places:
-            places[image_url] = place
-    return Post(post_id, link, list(places), positions=list(places.values()))
+        post = Post(post_id, link, list(dict.fromkeys(u for u in stripped if u)))
+    else:
+        places: dict[str, int] = {}
+        for raw, place in zip(image_urls, positions, strict=True):
+            if (image_url := raw.strip()) and image_url not in places:
+                places[image_url] = place
+        post = Post(post_id, link, list(places), positions=list(places.values()))
+    if len(post.image_urls) > MAX_POSITION:
+        raise BadPost(f"post {post_id}: more than {MAX_POSITION:,} images")
+    return post
