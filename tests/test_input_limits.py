@@ -32,8 +32,9 @@ def nested(levels: int) -> str:
 
 
 def deep(post_id: str, levels: int) -> str:
-    """A post ``levels`` deep in all: the post itself is the first level."""
-    return f'{{"id": "{post_id}", "x": {nested(levels - 1)}}}'
+    """A post ``levels`` deep in all (the post itself is the first level), with
+    more brackets than levels, so its nesting is counted, not just its brackets."""
+    return f'{{"id": "{post_id}", "media": {{"images": []}}, "x": {nested(levels - 1)}}}'
 
 
 HOSTILE = {  # a post past each limit, and what it is told
@@ -94,20 +95,24 @@ def test_json_lines_are_told_by_their_whole_first_line(tmp_path, first):
     assert outcome(found) == [*head, bad_line + " enclosed in double quotes", "last"]
 
 
-def test_an_over_long_line_is_read_through_without_holding_it(tmp_path):
-    path = tmp_path / "posts.jsonl"
-    with path.open("w") as file:
-        file.write(seed("a", "http://x/1.jpg") + "\n")
-        file.write('{"id": "huge", "media": {"images": ["' + "a" * (48 * MIB) + '"]}}\n')
-        file.write(seed("b", "http://x/2.jpg") + "\n")
+def test_an_over_long_post_is_never_held_whole(tmp_path):
+    huge = '{"id": "huge", "media": {"images": ["' + "a" * (48 * MIB) + '"]}}'
+    lines, array = tmp_path / "posts.jsonl", tmp_path / "posts.json"
+    lines.write_text(f"{seed('a', 'http://x/1.jpg')}\n{huge}\n{seed('b', 'http://x/2.jpg')}\n")
+    array.write_text(f"[{seed('a', 'http://x/1.jpg')},\n{huge}]")
+    del huge
     tracemalloc.start()
 
-    found = entries(path)
+    found = entries(lines)
+    with pytest.raises(PostsFileError) as refused:
+        entries(array)
 
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert outcome(found) == ["a", f"{path}:2:1: skipped post #2: larger than 16 MiB", "b"]
-    assert peak < 40 * MIB, f"{peak / MIB:.0f} MiB to skip a 48 MiB line"
+    assert outcome(found) == ["a", f"{lines}:2:1: skipped post #2: larger than 16 MiB", "b"]
+    assert str(refused.value) == f"{array}:2:1: post #2: larger than 16 MiB"
+    # Less than the post alone: at most the 16 MiB limit, read ahead, copied once.
+    assert peak < 48 * MIB, f"{peak / MIB:.0f} MiB to read past a 48 MiB post"
 
 
 @pytest.mark.parametrize("limit", HOSTILE)
