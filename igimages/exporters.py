@@ -233,8 +233,7 @@ class _OneLineFeedErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None:
-            reason = (str(exc) or type(exc).__name__).splitlines()[0]
-            record.msg, record.args = f"{record.getMessage()}: {reason}", ()
+            record.msg, record.args = f"{record.getMessage()}: {error_text(exc)}", ()
             record.exc_info = record.exc_text = None
         return True
 

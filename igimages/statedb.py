@@ -9,6 +9,7 @@ goes, and the user is told in one line.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 import time
@@ -69,6 +70,10 @@ def set_aside(path: Path) -> Path:
     """Rename ``path`` (and its write-ahead log) out of the way; never delete it."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    for again in itertools.count(2):  # one set aside earlier in the same second is kept too
+        if not aside.exists():
+            break
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{again}")
     for suffix in ("-wal", "-shm", ""):
         source = path.with_name(path.name + suffix)
         if source.exists():

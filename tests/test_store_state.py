@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from igimages.statedb import set_aside
 from igimages.storelock import StoreInUse, StoreLock
 from tests import images
 from tests.conftest import PROJECT_ROOT, crawl_env, read_jsonl, sha256, start_crawl, wait_until
@@ -207,3 +208,12 @@ def test_a_new_store_takes_the_lock_before_anything_is_written(tmp_path):
     assert f'"pid": {os.getpid()}' in holder
     assert time.time() - 60 < float(re.search(r'"since": ([0-9.]+)', holder)[1]) <= time.time()
     lock.release()
+
+
+def test_a_state_file_set_aside_twice_in_a_second_keeps_both(tmp_path):
+    path = tmp_path / "index.sqlite3"
+    kept = []
+    for garbage in (b"first", b"second"):
+        path.write_bytes(garbage)
+        kept.append(set_aside(path))
+    assert [aside.read_bytes() for aside in kept] == [b"first", b"second"]

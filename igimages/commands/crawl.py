@@ -22,7 +22,7 @@ from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
 from igimages.commands.report import write_report
-from igimages.exporters import UNWRITTEN
+from igimages.exporters import UNWRITTEN, error_text
 from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
 from igimages.job import JOB_FEEDS_WRITTEN, JobError, JobKeys, is_job, job_name, store_identity
 from igimages.plan import make_plan
@@ -146,5 +146,5 @@ def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:
         echo(f"error: {error}", sys.stderr)
         return
     logger.error("The crawl could not start", exc_info=error)
-    reason = (str(error) or type(error).__name__).splitlines()[0]
-    echo(f"error: the crawl could not start: {type(error).__name__}: {reason}", sys.stderr)
+    reason = f"{type(error).__name__}: {error_text(error)}"
+    echo(f"error: the crawl could not start: {reason}", sys.stderr)
