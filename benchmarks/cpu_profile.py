@@ -41,24 +41,19 @@ _STARTUP_FUNCTIONS = frozenset(
         "ExecutionEngine.open_spider_async",
     }
 )
-_FEEDS = ("scrapy/extensions/feedexport.py", "scrapy/exporters.py", "igimages/exporters.py")
-_OWN = tuple(
-    f"igimages/{part}"
-    for part in (
-        "inputs/",
-        "spiders/",
-        "extensions",
-        "exporters",
-        "items",
-        "keys",
-        "middlewares",
-        "pipelines",
-        "store",
-        "index",
-        "buckets",
-        "addresses",
-        "validation",
-    )
+_FEEDS = (
+    "scrapy/extensions/feedexport.py",
+    "scrapy/exporters.py",
+    "igimages/outputs/feeds.py",
+    "igimages/outputs/storages.py",
+)
+_MIDDLEWARES = tuple(
+    f"igimages/download/{name}.py" for name in ("gate", "retry", "redirect", "addresses")
+)
+_OWN = (
+    *(f"igimages/{part}" for part in ("inputs/", "spiders/", "pipeline/", "store/", "outputs/")),
+    *(f"igimages/{name}.py" for name in ("items", "keys", "validation", "atomic", "runtime")),
+    *_MIDDLEWARES,
 )
 #: Where the rest goes, by the innermost frame of these (file prefixes, component).
 _LIBRARIES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -124,13 +119,13 @@ def component(frames: list[tuple[str, str]]) -> str:
         function, file = own[-1]
         if file == "igimages/validation.py" or leaf.startswith("PIL/"):
             return "igimages: Pillow check"
-        if function == "_describe":
+        if function == "describe":
             return "igimages: sha256"
-        if file == "igimages/index.py":
+        if file == "igimages/store/index.py":
             return "igimages: store, index (SQLite)"
-        if file in ("igimages/store.py", "igimages/buckets.py"):
+        if file.startswith("igimages/store/"):
             return "igimages: store, files"
-        if file == "igimages/middlewares.py":
+        if file in _MIDDLEWARES:
             return "igimages: downloader middlewares"
         if file.startswith(("igimages/inputs/", "igimages/spiders/")):
             return "igimages: reading posts"

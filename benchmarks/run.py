@@ -63,6 +63,8 @@ FLOORS = ("floor-12", "floor-100")  # floor.py: what Scrapy costs before igimage
 PYCACHE = HERE / ".cache" / "pycache"
 RAM = Path("/dev/shm")
 RERUN = "scrapy-cached"  # scrapy-default again, over the folder it has just finished
+BASELINE = "@baseline"  # a crawl client again, run from the --baseline checkout
+BASELINES = ("scrapy-default", "scrapy-12", "scrapy-16", "scrapy-100")  # clients it applies to
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 VERSIONS = ("scrapy", "twisted", "aiohttp", "requests", "pillow")
 BUSY = 0.1  # cores used by other processes that make a run's figures suspect
@@ -233,6 +235,7 @@ class RedisServer:
 
 
 REDIS: RedisServer  # started by main() when a worker client runs
+BASELINE_PROJECT: Path | None = None  # --baseline: another revision's checkout
 
 
 def child_env() -> dict[str, str]:
@@ -253,8 +256,9 @@ def warm_up() -> None:
     """Compile and load every client's modules once, so the first client is not penalised."""
     imports = "import scrapy, twisted, PIL, aiohttp, requests"
     subprocess.run([sys.executable, "-c", imports], check=True, env=child_env())
-    compile_all = [sys.executable, "-m", "compileall", "-q", str(PROJECT / "igimages")]
-    subprocess.run(compile_all, check=True, env=child_env(), stdout=subprocess.DEVNULL)
+    for project in filter(None, (PROJECT, BASELINE_PROJECT)):
+        compile_all = [sys.executable, "-m", "compileall", "-q", str(project / "igimages")]
+        subprocess.run(compile_all, check=True, env=child_env(), stdout=subprocess.DEVNULL)
 
 
 def ram_folder() -> Path | None:
@@ -300,7 +304,8 @@ def commands(
     else:
         args += ["crawl", "post_images"]
     args += ["-a", f"posts={posts_file}", "-s", f"IMAGES_STORE={out}"]
-    settings = CLIENTS["scrapy-default" if client == RERUN else client]
+    name = client.removesuffix(BASELINE)
+    settings = CLIENTS["scrapy-default" if name == RERUN else name]
     if settings:
         settings = [*settings, "AUTOTHROTTLE_ENABLED=False"]
     for setting in [*settings, *extra]:
@@ -336,7 +341,7 @@ def measure(
         processes = [
             subprocess.Popen(
                 args,
-                cwd=PROJECT,
+                cwd=BASELINE_PROJECT if client.endswith(BASELINE) else PROJECT,
                 env=child_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -770,6 +775,12 @@ def parse_args() -> argparse.Namespace:
     add("--work-dir", type=Path, help="where clients write (default: a folder in RAM)")
     add("--keep", action="store_true", help="keep every client's output and log")
     add("--results", type=Path, help="JSON results file (default: benchmarks/results/...)")
+    add(
+        "--baseline",
+        type=Path,
+        help="a checkout of another revision: each crawl client (not a job's workers) runs "
+        f"from it too, as NAME{BASELINE}, right after the same client from this tree",
+    )
     args = parser.parse_args()
     large = args.posts > LARGE_POSTS
     args.clients = (args.clients or ("scrapy-100" if large else ",".join(CLIENTS))).split(",")
@@ -856,13 +867,20 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     traces: list[dict[str, Any]] = []
-    global REDIS
+    global REDIS, BASELINE_PROJECT
+    BASELINE_PROJECT = args.baseline.resolve() if args.baseline else None
     if any(client in PROCESSES for client in args.clients):
         REDIS = RedisServer()
     try:
         warm_up()
         for world in (WORLDS[name] for name in args.worlds):
             clients = [client for client in args.clients if client in world.clients]
+            if BASELINE_PROJECT:  # each crawl client, then the same from the baseline
+                clients = [
+                    name
+                    for client in clients
+                    for name in [client, client + BASELINE][: 2 if client in BASELINES else 1]
+                ]
             if not clients:
                 continue
             print(f"\n{world.name}: {world.title}", flush=True)

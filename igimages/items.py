@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+#: What became of an image, in the order the progress, the summary and the report list them.
+DOWNLOADED, CACHED, DUPLICATE, FAILED = "downloaded", "cached", "duplicate", "failed"
+STATUSES = (DOWNLOADED, CACHED, DUPLICATE, FAILED)
+#: An image the crawl stopped before it was done: not failed, and never in a
+#: feed (its post is left out, for a later run to complete).
+INTERRUPTED = "interrupted"
+
+
+def has_failures(images: Iterable[dict[str, Any]]) -> bool:
+    """Whether any of a post's image results failed."""
+    return any(image["status"] == FAILED for image in images)
 
 
 @dataclass
@@ -11,7 +24,7 @@ class Post:
     """One post and, once the pipeline is done with it, one result per image.
 
     ``images`` holds, per URL in ``image_urls`` and in the same order:
-    url, position, status (downloaded, cached, duplicate, failed), path,
+    url, position, status (one of ``STATUSES``), path,
     sha256, bytes, width, height, format, and for a failure reason,
     http_status and attempts.
     """

@@ -6,23 +6,24 @@ store's index, if there is one, is only opened read-only.
 
 from __future__ import annotations
 
-import math
 import os
-import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from scrapy.settings import BaseSettings
 
-from igimages.addresses import AddressPolicy
-from igimages.buckets import is_bucket, local_index_path
+from igimages.download.addresses import AddressPolicy
 from igimages.inputs import PostSource, Skipped
 from igimages.inputs.seen import SeenSet
 from igimages.keys import image_key, link_expiry, safe_post_dir
-from igimages.statedb import check
-from igimages.store import INDEX_DIR
+from igimages.store import FOLDER, StoreError, StoreUri, state_folder
+from igimages.store.folder import file_intact
+from igimages.store.index import INDEX_NAME, ImageIndex, StoredImage
+from igimages.units import duration
 
 #: A CDN image of a few hundred KB, request to last byte; the estimate's one guess.
 ASSUMED_SECONDS_PER_IMAGE = 0.5
@@ -81,8 +82,8 @@ class Plan:
             )
         lines += [
             f"  to download      {self.to_download:,}  (distinct, not stored, not expired)",
-            f"  estimated time   {_duration(self.seconds)} with {self.in_flight} downloads in"
-            f" flight, assuming {ASSUMED_SECONDS_PER_IMAGE} s per image"
+            f"  estimated time   {duration(self.seconds, estimate=True)} with {self.in_flight}"
+            f" downloads in flight, assuming {ASSUMED_SECONDS_PER_IMAGE} s per image"
             + (f" and at most {self.rate_cap:g} requests/s" if self.rate_cap else ""),
             "nothing was downloaded (plan=1)",
         ]
@@ -96,23 +97,21 @@ class StoredIndex:
     the local state) is trusted, as the crawl trusts it.
     """
 
-    def __init__(self, store: Path, path: Path | None = None) -> None:
-        self.store = store
-        self.check_files = path is None
-        self.db: sqlite3.Connection | None = None
+    def __init__(self, settings: BaseSettings) -> None:
+        uri = StoreUri.from_settings(settings)
+        self.folder = Path(uri.location) if uri.scheme == FOLDER else None
+        self.index: ImageIndex | None = None
         self.damaged = ""  # why the index cannot be read, if it cannot
         self._listed: tuple[str, list[str]] = ("", [])  # a post folder's file names
-        path = (path or store / INDEX_DIR / "index.sqlite3").absolute()
-        if path.exists():
-            # With no write-ahead log beside it, everything is in the file:
-            # "immutable" reads it without creating the log's companion files.
-            wal = path.with_name(f"{path.name}-wal").exists()
-            mode = "mode=ro" if wal else "immutable=1"
-            self.db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True)
-            try:
-                check(self.db)
-            except sqlite3.DatabaseError as exc:
-                self._unreadable(exc)
+        if self.folder is None:
+            intact: Callable[[StoredImage], bool] = lambda image: True  # noqa: E731
+        else:
+            intact = partial(file_intact, self.folder)
+        try:
+            path = state_folder(settings) / INDEX_NAME
+            self.index = ImageIndex.read_only(path, intact, uri.identity)
+        except StoreError as exc:
+            self.damaged = str(exc)
 
     def has(self, key: str, post_dir: str, position: int) -> bool:
         """Whether a crawl would find ``key`` stored and need no request for it.
@@ -121,43 +120,37 @@ class StoredIndex:
         (another post, another position) as a duplicate, without a request;
         and in a folder it adopts a file the index lacks at the image's place.
         """
-        if self.check_files and self._file_there(post_dir, f"{position}_{key}."):
+        if self.folder is not None and self._file_there(post_dir, f"{position}_{key}."):
             return True
-        if self.db is None:
+        if self.index is None:
             return False
         try:
-            query = "SELECT path, bytes FROM images WHERE key = ? LIMIT 4"
-            rows = self.db.execute(query, (key,)).fetchall()
-        except sqlite3.DatabaseError as exc:
-            self._unreadable(exc)
+            return self.index.find_by_key(key, post_dir, position) is not None
+        except StoreError as exc:
+            self.close()
+            self.index, self.damaged = None, str(exc)
             return False
-        return any(not self.check_files or _size(self.store / p) == size for p, size in rows)
 
     def _file_there(self, post_dir: str, prefix: str) -> bool:
         if self._listed[0] != post_dir:  # a post's images come one after another
             try:
-                with os.scandir(self.store / post_dir) as entries:
+                with os.scandir(self.folder / post_dir) as entries:  # type: ignore[operator]
                     self._listed = post_dir, [entry.name for entry in entries]
             except OSError:
                 self._listed = post_dir, []
         return any(name.startswith(prefix) for name in self._listed[1])
 
-    def _unreadable(self, exc: sqlite3.DatabaseError) -> None:
-        self.close()
-        self.db, self.damaged = None, str(exc)
-
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
+        if self.index is not None:
+            self.index.close()
 
 
 def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
     signed_hosts = tuple(settings.getlist("IGIMAGES_PATH_KEY_HOSTS"))
     judge_url = AddressPolicy.from_settings(settings).judge_url
     uri = settings["IMAGES_STORE"]
-    store = Path(uri)
-    index = StoredIndex(store, local_index_path(uri, settings) if is_bucket(uri) else None)
-    plan = Plan(source.describe(), index=f"index of {uri}" if index.db or index.damaged else "")
+    index = StoredIndex(settings)
+    plan = Plan(source.describe(), index=f"index of {uri}" if index.index or index.damaged else "")
     urls, keys, hosts, now = SeenSet(), SeenSet(), set(), time.time()
     try:
         for entry in source.entries(settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")):
@@ -193,20 +186,3 @@ def make_plan(source: PostSource, settings: BaseSettings) -> Plan:
     caps.append(settings.getfloat("IGIMAGES_MAX_RATE_PER_HOST") * plan.hosts)
     plan.rate_cap = min((cap for cap in caps if cap > 0), default=0.0)
     return plan
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{math.ceil(seconds)}s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours < 48 else f"{hours / 24:.1f} days"

@@ -28,10 +28,10 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.job import job_dir
 
-from igimages.index import StoreError
-from igimages.items import Post
-from igimages.statedb import open_state
-from igimages.store import store_identity
+from igimages.items import Post, has_failures
+from igimages.store import StoreUri
+from igimages.store.index import StoreError
+from igimages.store.statedb import open_state
 
 STATE_FILE = "igimages-posts.sqlite3"
 _SCHEMA = """
@@ -62,7 +62,7 @@ class JobResumeMiddleware:
         jobdir = job_dir(crawler.settings)
         if not jobdir:
             raise NotConfigured
-        made_for = {"store": store_identity(crawler.settings["IMAGES_STORE"])}
+        made_for = {"store": StoreUri.from_settings(crawler.settings).identity}
         source = getattr(crawler.spider, "source", None)
         if source is not None:  # a worker of a job takes its posts from the job
             made_for["input"] = source.identity
@@ -83,7 +83,7 @@ class JobResumeMiddleware:
     def post_finished(self, item: Any) -> None:
         if not isinstance(item, Post) or item.resumed:
             return
-        if any(image["status"] == "failed" for image in item.images):
+        if has_failures(item.images):
             self.db.execute("DELETE FROM posts WHERE id = ?", (item.id,))
         else:
             images = json.dumps(item.images)

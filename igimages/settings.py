@@ -8,6 +8,10 @@ BOT_NAME = "igimages"
 SPIDER_MODULES = ["igimages.spiders"]
 NEWSPIDER_MODULE = "igimages.spiders"
 COMMANDS_MODULE = "igimages.commands"
+# Where the spider's posts come from: the input of -a posts=PATH. (Each class
+# path below that a job replaces is replaced by its add-on, igimages.job.Job,
+# when REDIS_URL is set: see "One job on many machines".)
+IGIMAGES_POSTS = "igimages.inputs.posts.InputPosts"
 USER_AGENT = "igimages/0.1 (image archive of scraped posts)"
 LOG_LEVEL = "INFO"
 STATS_DUMP = False  # the run summary (log and summary.json) says what matters
@@ -16,7 +20,15 @@ STATS_DUMP = False  # the run summary (log and summary.json) says what matters
 # <IMAGES_STORE>/<post id>/<position>_<key>.<ext>, plus manifest.jsonl and
 # failures.jsonl beside them (unless FEEDS is set), and the store's index.
 IMAGES_STORE = "images"
-ITEM_PIPELINES = {"igimages.pipelines.PostImagesPipeline": 300}
+ITEM_PIPELINES = {"igimages.pipeline.post_images.PostImagesPipeline": 300}
+# The class that stores each kind of IMAGES_STORE, by URI scheme ("": a folder,
+# given as a path or file://PATH), and the catalog of what is stored.
+IGIMAGES_STORES = {
+    "": "igimages.store.folder.FolderStore",
+    "s3": "igimages.store.buckets.S3Store",
+    "gs": "igimages.store.buckets.GCSStore",
+}
+IGIMAGES_CATALOG = "igimages.store.catalog.LocalCatalog"
 # IMAGES_STORE may be a bucket: s3://BUCKET/PREFIX/ (AWS_ACCESS_KEY_ID,
 # AWS_SECRET_ACCESS_KEY, AWS_REGION_NAME, AWS_ENDPOINT_URL for S3-compatible
 # services, or the usual environment and credential files) or
@@ -27,18 +39,24 @@ ITEM_PIPELINES = {"igimages.pipelines.PostImagesPipeline": 300}
 IGIMAGES_STORE_UPLOADS = 16
 IGIMAGES_STATE_DIR = ""
 IGIMAGES_INDEX_SYNC_INTERVAL = 60.0
-# One crawl writes a store at a time (igimages.storelock): a second one on the
+# One crawl writes a store at a time (igimages.store.lock): a second one on the
 # same store is refused at start. "shared": the workers of a job (set by the job).
 IGIMAGES_STORE_LOCK = "exclusive"
 # With -s JOBDIR=DIR, finished posts are remembered there and not gone
 # through again when the job is resumed.
 SPIDER_MIDDLEWARES = {"igimages.resume.JobResumeMiddleware": 100}
-FEED_EXPORTERS = {"failures": "igimages.exporters.FailuresExporter"}
+# The manifest and failure feeds, and the summary, beside the images
+# (igimages.outputs.feeds.StoreFeeds) unless FEEDS is set; and the job's add-on.
+ADDONS = {
+    "igimages.outputs.feeds.StoreFeeds": 100,
+    "igimages.job.Job": 200,
+}
+FEED_EXPORTERS = {"failures": "igimages.outputs.feeds.FailuresExporter"}
 FEED_STORAGES = {  # whole or not at all; one that could not be stored is exit status 4
-    "": "igimages.exporters.FileFeed",
-    "file": "igimages.exporters.FileFeed",
-    "s3": "igimages.exporters.S3Feed",
-    "gs": "igimages.exporters.GCSFeed",
+    "": "igimages.outputs.storages.FileFeed",
+    "file": "igimages.outputs.storages.FileFeed",
+    "s3": "igimages.outputs.storages.S3Feed",
+    "gs": "igimages.outputs.storages.GCSFeed",
 }
 FEED_EXPORT_ENCODING = "utf-8"
 
@@ -60,8 +78,8 @@ IGIMAGES_PATH_KEY_HOSTS = ["cdninstagram.com", "fbcdn.net"]
 CONCURRENT_REQUESTS = 100
 CONCURRENT_REQUESTS_PER_DOMAIN = 100
 DOWNLOADER_MIDDLEWARES = {
-    "igimages.middlewares.BackoffRetryMiddleware": 550,
-    "igimages.middlewares.DownloadGateMiddleware": 950,
+    "igimages.download.retry.BackoffRetryMiddleware": 550,
+    "igimages.download.gate.DownloadGateMiddleware": 950,
 }
 # Optional ceilings on requests started per second, overall and per host
 # (0: none), for CDNs that count requests rather than connections.
@@ -71,16 +89,24 @@ IGIMAGES_MAX_RATE_PER_HOST = 0.0
 IGIMAGES_POSTS_IN_FLIGHT = 0
 # Each host's limit starts at START_CONCURRENCY, grows while the host answers
 # well and shrinks on 429, 503, timeouts, dropped connections and latency that
-# keeps rising (igimages.throttle, in AutoThrottle's place). False: every host
+# keeps rising (igimages.download.adaptive, in AutoThrottle's place). False: every host
 # gets CONCURRENT_REQUESTS_PER_DOMAIN. AUTOTHROTTLE_DEBUG logs each change.
 AUTOTHROTTLE_ENABLED = True
 IGIMAGES_START_CONCURRENCY = 8
+# Each host's limit: its ceiling, then each of these in order, each built
+# around the one before (igimages.download.limits); a job adds its share.
+# As with Scrapy's EXTENSIONS, IGIMAGES_HOST_LIMITS adds to the _BASE ones
+# (None turns one off).
+IGIMAGES_HOST_LIMITS_BASE = {"igimages.download.adaptive.AdaptiveLimits": 100}
+IGIMAGES_HOST_LIMITS = {}
 
 # --- One job on many machines ---------------------------------------------------
 # REDIS_URL=redis://HOST:6379/0 makes a crawl a worker of the job IGIMAGES_JOB
 # (default: the store): it queues its -a posts= input for the job, if any,
-# then takes the job's posts from Redis (igimages.job, README "Many machines");
-# its extension, igimages.job.worker.JobWorker, is added to EXTENSIONS then.
+# then takes the job's posts from Redis (igimages.job, README "Many machines"):
+# the job's add-on puts the job's classes in IGIMAGES_POSTS, IGIMAGES_CATALOG,
+# IGIMAGES_HOST_LIMITS, EXTENSIONS (JobWorker) and ADDONS (the job writes the
+# store's feeds when it ends, in StoreFeeds' place).
 # A worker that stops beating loses its posts to the others after
 # LEASE_SECONDS; a worker waits up to JOB_WAIT seconds for a job with no posts.
 REDIS_URL = ""
@@ -122,7 +148,7 @@ ROBOTSTXT_OBEY = False
 # Only http and https: a posts file must not be able to read local files.
 # HTTP goes through Scrapy's aiohttp handler: a quarter less CPU than its
 # Twisted one (see igimages/handlers.py). It never connects to link-local or
-# cloud metadata addresses (igimages.addresses); True here refuses loopback,
+# cloud metadata addresses (igimages.download.addresses); True here refuses loopback,
 # private and shared addresses too, which a local mirror or a test server
 # uses, hence allowed by default.
 IGIMAGES_REFUSE_PRIVATE_ADDRESSES = False
@@ -130,8 +156,8 @@ IGIMAGES_REFUSE_PRIVATE_ADDRESSES = False
 # SSL_CERT_FILE / SSL_CERT_DIR); False accepts any, for a private mirror.
 DOWNLOAD_VERIFY_CERTIFICATES = True
 DOWNLOAD_HANDLERS = {
-    "http": "igimages.handlers.ImageDownloadHandler",
-    "https": "igimages.handlers.ImageDownloadHandler",
+    "http": "igimages.download.handler.ImageDownloadHandler",
+    "https": "igimages.download.handler.ImageDownloadHandler",
     "file": None,
     "data": None,
     "s3": None,
@@ -140,8 +166,9 @@ DOWNLOAD_HANDLERS = {
 
 # --- Reporting --------------------------------------------------------------------
 IGIMAGES_PROGRESS_INTERVAL = 2.0  # seconds between progress reports; 0: none
+IGIMAGES_PROGRESS_LIVE = True  # redrawn in place on a terminal (a job's workers: False)
 # The summary keeps this many points at most of the run's counts over time
-# (igimages.timeline), for the report's charts; 0: none.
+# (igimages.outputs.timeline), for the report's charts; 0: none.
 IGIMAGES_TIMELINE_POINTS = 256
 # `scrapy report` writes <IMAGES_STORE>/report/index.html (igimages.report):
 # this many posts a page, thumbnails made by this many processes (0: one per
@@ -150,11 +177,12 @@ IGIMAGES_REPORT = False
 IGIMAGES_REPORT_PAGE_SIZE = 200
 IGIMAGES_REPORT_WORKERS = 0
 EXTENSIONS = {
-    "igimages.storelock.StoreLock": 100,
-    "igimages.timeline.RunTimeline": 490,  # before ImageProgress: its last point is in the summary
-    "igimages.extensions.ImageProgress": 500,
-    "igimages.extensions.PromptClose": 500,
-    "igimages.extensions.RuntimeTuning": 500,
+    "igimages.store.lock.StoreLock": 100,
+    # Before ImageProgress: the timeline's last point is in the summary.
+    "igimages.outputs.timeline.RunTimeline": 490,
+    "igimages.outputs.progress.ImageProgress": 500,
+    "igimages.runtime.PromptClose": 500,
+    "igimages.runtime.RuntimeTuning": 500,
 }
 
 # --- Scrapy's own components -------------------------------------------------------
@@ -170,7 +198,7 @@ DOWNLOADER_MIDDLEWARES_BASE = {
     "scrapy.downloadermiddlewares.defaultheaders.DefaultHeadersMiddleware": 400,
     "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": 500,
     "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": 590,
-    "igimages.middlewares.ImageRedirectMiddleware": 600,  # Scrapy's, for mailto: too
+    "igimages.download.redirect.ImageRedirectMiddleware": 600,  # Scrapy's, for mailto: too
     "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": 750,
 }
 EXTENSIONS_BASE = {
@@ -179,7 +207,6 @@ EXTENSIONS_BASE = {
     "scrapy.extensions.memusage.MemoryUsage": 0,
     "scrapy.extensions.closespider.CloseSpider": 0,
     "scrapy.extensions.feedexport.FeedExporter": 0,
-    "igimages.throttle.AdaptiveConcurrency": 0,  # in AutoThrottle's place
 }
 # Fingerprints from the URL alone, without Scrapy's costly canonicalisation.
 REQUEST_FINGERPRINTER_CLASS = "igimages.keys.UrlFingerprinter"

@@ -1,18 +1,20 @@
-"""Durations and sizes as the progress line, the summary and the report show them."""
+"""Durations and sizes as the progress line, the summary, the plan and the report show them."""
 
 from __future__ import annotations
 
+import math
 
-def duration(seconds: float) -> str:
-    """``42.0s``, ``3m07s``, ``2h05m``."""
+
+def duration(seconds: float, *, estimate: bool = False) -> str:
+    """``42.0s``, ``3m07s``, ``2h05m``, ``3.5 days``; an ``estimate`` claims no more
+    than it knows: ``43s``, ``3m``, then the same."""
     if seconds < 60:
-        return f"{seconds:.1f}s"
-    seconds = int(seconds)
-    minutes, seconds = divmod(seconds, 60)
+        return f"{math.ceil(seconds)}s" if estimate else f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
     if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
+        return f"{minutes}m" if estimate else f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return f"{hours}h{minutes:02d}m" if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def size(count: float) -> str:

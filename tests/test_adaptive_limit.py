@@ -1,4 +1,4 @@
-"""The per-host limit that follows the host's answers (igimages.throttle).
+"""The per-host limit that follows the host's answers (igimages.download.adaptive).
 
 The crawl tests run a real crawl against a loopback server that behaves like
 a host under load (``tests.imageserver.Load``) and assert on what the server
@@ -21,7 +21,8 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from igimages.throttle import AdaptiveConcurrency, HostLimit, pushback_summary
+from igimages.download.adaptive import AdaptiveLimits, HostLimit, pushback_summary
+from igimages.download.limits import FixedLimits
 from tests import images
 from tests.conftest import sha256
 from tests.imageserver import ImageServer, Load, RequestRecord, Route
@@ -180,11 +181,10 @@ def test_the_floor_forgets_an_old_route_after_its_window():
 # --- The extension ---------------------------------------------------------------------
 
 
-def run_hosts(hosts: list[str], round_trips: int) -> AdaptiveConcurrency:
+def run_hosts(hosts: list[str], round_trips: int) -> AdaptiveLimits:
     """Each host asks for its limit and answers, ``round_trips`` times (the 6th: 429)."""
     settings = {"AUTOTHROTTLE_ENABLED": True, "IGIMAGES_START_CONCURRENCY": 8}
-    extension = AdaptiveConcurrency.from_crawler(get_crawler(settings_dict=settings))
-    extension.ceiling = lambda slot: 100
+    extension = AdaptiveLimits(get_crawler(settings_dict=settings), FixedLimits(lambda slot: 100))
     for round_trip in range(round_trips):
         for host in hosts:
             in_flight = extension.limit(host)
@@ -215,7 +215,7 @@ def test_ten_thousand_hosts_cost_little_memory_and_cpu():
 def test_autothrottle_enabled_false_turns_it_off():
     crawler = get_crawler(settings_dict={"AUTOTHROTTLE_ENABLED": False})
     with pytest.raises(NotConfigured):
-        AdaptiveConcurrency.from_crawler(crawler)
+        AdaptiveLimits(crawler, FixedLimits(lambda slot: 100))
 
 
 def test_the_summary_names_the_hosts_that_pushed_back_most_first():

@@ -14,7 +14,7 @@ LOOP = (
 )
 DOWNLOADED = (
     "MediaPipeline._check_media_to_download (scrapy/pipelines/media.py:250);"
-    "PostImagesPipeline.media_downloaded (igimages/pipelines.py:240)"
+    "PostImagesPipeline.media_downloaded (igimages/pipeline/post_images.py:240)"
 )
 
 
@@ -34,14 +34,15 @@ def cpu_profile():
             f"{DOWNLOADED};inspect_image (igimages/validation.py:70);open (PIL/Image.py:3400)",
             "igimages: Pillow check",
         ),
-        (f"{DOWNLOADED};_describe (igimages/pipelines.py:390)", "igimages: sha256"),
+        (f"{DOWNLOADED};describe (igimages/store/keeper.py:110)", "igimages: sha256"),
         (
-            f"{DOWNLOADED};FolderStore.write (igimages/store.py:120);__exit__ (contextlib.py:144)",
+            f"{DOWNLOADED};FolderStore.write (igimages/store/folder.py:120);"
+            "__exit__ (contextlib.py:144)",
             "igimages: store, files",
         ),
         (
-            f"{DOWNLOADED};FolderStore.save (igimages/store.py:100);"
-            "ImageIndex.record (igimages/index.py:90)",
+            f"{DOWNLOADED};FolderStore.save (igimages/store/folder.py:100);"
+            "ImageIndex.record (igimages/store/index.py:90)",
             "igimages: store, index (SQLite)",
         ),
         (

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from igimages.store import FolderStore
+from igimages.store import StoreUri
+from igimages.store.folder import FolderStore
 from tests import images
 from tests.conftest import (
     proxy_env,
@@ -196,7 +197,8 @@ def test_files_the_index_lacks_are_adopted_and_damaged_ones_fetched_again(
     ]
     stored = [(second.store / i["path"]).read_bytes() for i in second.manifest["x"]["images"]]
     assert stored == bodies
-    index = FolderStore(str(second.store)).index  # the adopted files are in it again
+    # The adopted files are in the index again.
+    index = FolderStore(StoreUri.parse(str(second.store))).index
     assert all(index.lookup("x", i["position"], i["key"]) for i in second.manifest["x"]["images"])
     index.close()
 

@@ -540,7 +540,7 @@ class _Task:
 
 
 def test_the_timeline_stays_bounded_and_evenly_spaced_however_long_the_run(monkeypatch):
-    from igimages import timeline
+    from igimages.outputs import timeline
 
     clock = [1000.0]
     monkeypatch.setattr(timeline, "time", SimpleNamespace(monotonic=lambda: clock[0]))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from igimages.statedb import set_aside
-from igimages.storelock import StoreInUse, StoreLock
+from igimages.store.lock import StoreInUse, StoreLock
+from igimages.store.statedb import set_aside
 from tests import images
 from tests.conftest import PROJECT_ROOT, crawl_env, read_jsonl, sha256, start_crawl, wait_until
 from tests.imageserver import Route

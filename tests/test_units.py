@@ -21,17 +21,18 @@ from scrapy.exceptions import (
 )
 from twisted.internet.error import ConnectionLost, DNSLookupError
 
-from igimages.addresses import BlockedAddress
-from igimages.exporters import FeedNotStored
-from igimages.handlers import CertificateRefused
+from igimages.download.addresses import BlockedAddress
+from igimages.download.gate import DownloadAborted
+from igimages.download.handler import CertificateRefused
+from igimages.download.reasons import failure_reason
 from igimages.inputs import reader as reader_module
 from igimages.inputs.post import BadPost
 from igimages.inputs.reader import JsonValues
 from igimages.inputs.seed import Seed
 from igimages.keys import image_key, safe_post_dir
-from igimages.middlewares import DownloadAborted
-from igimages.reasons import failure_reason
-from igimages.store import INDEX_DIR, FolderStore, StoredImage
+from igimages.outputs.storages import FeedNotStored
+from igimages.store import INDEX_DIR, StoredImage, StoreUri
+from igimages.store.folder import FolderStore
 from igimages.validation import ImageRejected, inspect_image
 from tests import images
 
@@ -156,7 +157,7 @@ def test_a_new_store_opens_while_another_process_holds_its_index(tmp_path):
     other.execute("CREATE TABLE other (x)")
     threading.Timer(0.3, other.execute, ["COMMIT"]).start()
 
-    store = FolderStore(str(tmp_path))
+    store = FolderStore(StoreUri.parse(str(tmp_path)))
     image = StoredImage("p", 0, "k", "p/0_k.jpg", "0" * 64, 3, 1, 1, "JPEG")
     store.write(image.path, b"abc")
     store.index.record(image)
@@ -266,11 +267,12 @@ def test_a_feed_that_cannot_be_stored_is_logged_in_one_line(caplog):
 
 def test_a_crawl_that_is_not_a_job_loads_neither_redis_nor_the_report():
     probe = (
-        "import sys, igimages.pipelines, igimages.extensions, igimages.commands.crawl, "
-        "igimages.commands.job, igimages.commands.report, igimages.spiders.post_images; "
+        "import sys, igimages.pipeline.post_images, igimages.outputs.progress, "
+        "igimages.commands.crawl, igimages.commands.job, igimages.commands.report, "
+        "igimages.spiders.post_images, igimages.download.gate, igimages.job; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'scrapy_redis') "
         "or m.startswith('igimages.report') or m.startswith('igimages.job.')))"
     )
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.strip() == "['igimages.job.keys']"
+    assert shown.stdout.strip() == "[]"

@@ -6,8 +6,9 @@ finished but some images failed (listed in the failure feed); 4: the crawl
 finished but an output could not be written (a feed, the summary, or with
 ``IGIMAGES_REPORT=True`` the report), said in one line each.
 With ``-a plan=1`` the input is read and what a crawl would do is printed;
-nothing is downloaded or written. With ``REDIS_URL`` the crawl is a worker
-of a job (``igimages.job``): an input given is queued for the job first.
+nothing is downloaded or written. Where the posts come from is
+``IGIMAGES_POSTS``'s: it prepares them before the crawl starts (the input is
+read once, or, in a job, queued for the job's workers).
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
-from scrapy.settings import BaseSettings
+from scrapy.utils.misc import load_object
 
+from igimages import compat
 from igimages.commands.report import write_report
-from igimages.exporters import UNWRITTEN, error_text
-from igimages.inputs import InputSpec, PostsFileError, PostSource, survey
-from igimages.job import JOB_FEEDS_WRITTEN, JobError, JobKeys, is_job, job_name, store_identity
+from igimages.errors import OneLineError
+from igimages.inputs import InputSpec, PostsFileError, PostSource
+from igimages.outputs.feeds import MANIFEST
+from igimages.outputs.storages import UNWRITTEN, WRITTEN, error_text
 from igimages.plan import make_plan
 from igimages.redact import echo, install
-from igimages.store import StoreError
+from igimages.store import StoreUri
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,10 @@ class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl post_images -a posts=PATH")
+        if (unknown := compat.check()) is not None:
+            echo(f"error: {unknown}", sys.stderr)
+            self.exitcode = EXIT_STOPPED
+            return
         if self.settings.getbool("IGIMAGES_REPORT"):
             from igimages.report import ReportError, ReportOptions  # only when asked for
 
@@ -51,34 +59,29 @@ class Command(ScrapyCrawlCommand):
                 echo(f"error: IGIMAGES_REPORT=True: {exc}", sys.stderr)
                 self.exitcode = EXIT_STOPPED
                 return
-        max_images = self.settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
-        in_job = is_job(self.settings)
-        source, found = None, None
+        if opts.spargs.get("plan", "0").lower() not in ("", "0", "no", "false"):
+            try:
+                echo(
+                    make_plan(PostSource(InputSpec.from_args(opts.spargs)), self.settings).report()
+                )
+            except PostsFileError as exc:
+                echo(f"error: {exc}", sys.stderr)
+                self.exitcode = EXIT_BAD_INPUT
+            return
+        posts = load_object(self.settings["IGIMAGES_POSTS"])
         try:
-            if not in_job or opts.spargs.get("posts"):
-                spec = InputSpec.from_args(opts.spargs)
-                if opts.spargs.get("plan", "0").lower() not in ("", "0", "no", "false"):
-                    echo(make_plan(PostSource(spec), self.settings).report())
-                    return
-                # The crawl's own reading is opened first: standard input can
-                # only be read once, so it is not surveyed (progress then has no total).
-                source = PostSource(spec)
-                found = None if spec.reads_stdin else survey(spec, max_images)
+            prepared = posts.prepare(self.settings, opts.spargs)
         except PostsFileError as exc:
             echo(f"error: {exc}", sys.stderr)
             self.exitcode = EXIT_BAD_INPUT
             return
-        if in_job:
-            try:
-                _join_job(self.settings, source, max_images)
-            except JobError as exc:
-                echo(f"error: {exc}", sys.stderr)
-                self.exitcode = EXIT_STOPPED
-                return
-            source, found = None, None  # the worker takes its posts from the job
+        except OneLineError as exc:
+            echo(f"error: {exc}", sys.stderr)
+            self.exitcode = EXIT_STOPPED
+            return
         assert self.crawler_process is not None
         crawler = self._create_crawler(args[0])
-        task = self.crawler_process.crawl(crawler, **opts.spargs, survey=found, source=source)
+        task = self.crawler_process.crawl(crawler, **opts.spargs, **prepared)
         task.add_done_callback(_say_why_it_could_not_start)
         self.crawler_process.start()
         stats = crawler.stats.get_stats() if crawler.stats else {}
@@ -95,46 +98,23 @@ class Command(ScrapyCrawlCommand):
         if self.settings.getbool("IGIMAGES_REPORT"):
             self._report(stats)
 
-    def _report(self, stats: dict[str, object]) -> None:
+    def _report(self, stats: dict[str, Any]) -> None:
         """The report of the store, once the feeds it reads are complete on disk.
 
-        Of a job's workers, the one that wrote the job's feeds writes it.
+        It is this crawl's to write if this crawl wrote (or tried to write) the
+        store's manifest: of a job's workers, only the one that wrote the job's feeds.
         """
+        manifest = StoreUri.from_settings(self.settings).file(MANIFEST)
         if stats.get("finish_reason") != "finished":
             echo(
                 "report not written: the crawl did not finish (scrapy report makes it)", sys.stderr
             )
-        elif is_job(self.settings) and not stats.get(JOB_FEEDS_WRITTEN):
-            return
+        elif manifest not in stats.get(WRITTEN, []) and not any(
+            line.startswith(f"{manifest}: ") for line in stats.get(UNWRITTEN, [])
+        ):
+            return  # another worker of the job wrote the store's feeds
         elif write_report(self.settings) != 0:
             self.exitcode = EXIT_NOT_WRITTEN
-
-
-def _join_job(settings: BaseSettings, source: PostSource | None, max_images: int) -> None:
-    """Check the job's Redis and store, and queue ``source``'s posts that are new to it."""
-    # Redis's client is imported by a job's crawls only.
-    from igimages.job.connection import REDIS_ERRORS, blocking_client, unavailable
-    from igimages.job.feeder import feed, join_job
-
-    keys = JobKeys(job_name(settings))
-    client = blocking_client(settings)
-    try:
-        join_job(client, keys, store_identity(settings["IMAGES_STORE"]))
-        if source is not None:
-            fed = feed(client, keys, source, max_images)
-            logger.info(
-                "Job %r: queued %d new posts (%d images) from %s%s; %d were in the job already",
-                keys.name,
-                fed.posts,
-                fed.images,
-                source.name,
-                f", and {fed.retried} posts again to retry their failures" if fed.retried else "",
-                fed.known,
-            )
-    except REDIS_ERRORS as exc:
-        raise unavailable(settings, exc) from None
-    finally:
-        client.close()
 
 
 def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:
@@ -142,7 +122,7 @@ def _say_why_it_could_not_start(task: asyncio.Task[None]) -> None:
     traceback. Anything else that stops a crawl from starting is said too, never silently."""
     if task.cancelled() or (error := task.exception()) is None:
         return
-    if isinstance(error, StoreError):
+    if isinstance(error, OneLineError):
         echo(f"error: {error}", sys.stderr)
         return
     logger.error("The crawl could not start", exc_info=error)

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.defer import deferred_from_coro
 
-from igimages.job import JobKeys, is_job, job_name
+from igimages.items import CACHED, DOWNLOADED, DUPLICATE
+from igimages.job import is_job
 from igimages.redact import echo, install
+
+if TYPE_CHECKING:
+    from igimages.job.keys import JobKeys
 
 ACTIONS = ("status", "merge", "forget")
 
@@ -43,9 +47,10 @@ class Command(ScrapyCommand):
             raise UsageError(f"give one of {', '.join(ACTIONS)}")
         if not is_job(self.settings):
             raise UsageError("name the job's Redis: -s REDIS_URL=redis://HOST:6379/0")
-        # Redis's client is imported by this command's run only: Scrapy imports
+        # The job's modules are imported by this command's run only: Scrapy imports
         # every command module whatever the command.
         from igimages.job.connection import REDIS_ERRORS, unavailable
+        from igimages.job.keys import JobKeys, job_name
 
         keys = JobKeys(job_name(self.settings))
         try:
@@ -71,7 +76,7 @@ class Command(ScrapyCommand):
             self.exitcode = 1
             return
         counts = status.counts
-        done = sum(counts.get(f"images/{s}", 0) for s in ("downloaded", "cached", "duplicate"))
+        done = sum(counts.get(f"images/{s}", 0) for s in (DOWNLOADED, CACHED, DUPLICATE))
         failed = counts.get("images/failed", 0)
         lines = [
             f"job {keys.name!r}, store {store.decode()}",

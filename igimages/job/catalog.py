@@ -19,15 +19,17 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import redis.asyncio
+from scrapy.crawler import Crawler
 
-from igimages.catalog import CatalogUnavailable, LocalCatalog
-from igimages.index import FIELDS, ImageIndex, StoredImage
 from igimages.job import scripts
 from igimages.job.connection import REDIS_ERRORS
 from igimages.job.keys import JobKeys
+from igimages.job.worker import JobWorker
+from igimages.store.catalog import CatalogUnavailable, LocalCatalog
+from igimages.store.index import FIELDS, ImageIndex, StoredImage
 
 CLAIM_SECONDS = 300.0  # a claim's lifetime, if its worker beats but never records
 WAIT_STEP = (0.02, 0.5)  # polling for a claimed content: first and longest step
@@ -110,6 +112,12 @@ class JobCatalog(LocalCatalog):
         self._find = _Batch(find_all)
         self._claim = _Batch(claim_all)
         self._record = _Batch(record_all, RECORD_DELAY)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, index: ImageIndex) -> Self:
+        """The catalog of a worker of a job (``IGIMAGES_CATALOG``), through its ``JobWorker``."""
+        worker = crawler.get_extension(JobWorker)
+        return cls(index, worker.client, worker.keys, worker.worker, worker.lost)
 
     async def find(self, post: str, position: int, key: str) -> StoredImage | None:
         if (found := await super().find(post, position, key)) is not None:

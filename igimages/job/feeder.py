@@ -8,10 +8,7 @@ last result still has a failed image and they are not queued already.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +17,7 @@ from igimages.inputs import PostSource
 from igimages.inputs.formats import FORMATS
 from igimages.items import Post
 from igimages.job import JobError, scripts
-from igimages.job.keys import JobKeys
+from igimages.job.keys import JobKeys, process_name
 from igimages.job.queue import now_ms, post_payload
 
 BATCH = 500
@@ -55,7 +52,7 @@ def feed(client: Any, keys: JobKeys, source: PostSource, max_images: int = 0) ->
     """Queue every post of ``source`` that the job does not have yet."""
     script = client.register_script(scripts.FEED)
     retry = source.format is FORMATS["failures"]
-    feeder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    feeder = process_name()
     fed = Fed()
     try:
         for batch in _batches(

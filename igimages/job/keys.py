@@ -1,12 +1,15 @@
-"""The Redis keys of one job, and the job's name."""
+"""The Redis keys of one job, the job's name, and the names of its processes."""
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 
 from scrapy.settings import BaseSettings
 
-from igimages.store import store_identity
+from igimages.store import StoreUri
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +114,10 @@ class JobKeys:
 
 def job_name(settings: BaseSettings) -> str:
     """``IGIMAGES_JOB``, or else the store: workers of one store are one job."""
-    return settings.get("IGIMAGES_JOB") or store_identity(settings["IMAGES_STORE"])
+    return settings.get("IGIMAGES_JOB") or StoreUri.from_settings(settings).identity
+
+
+def process_name() -> str:
+    """This process, as the job's keys name it (a worker, a feeder): host, pid, and a
+    random part, so a pid reused after a restart is another name."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

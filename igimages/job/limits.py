@@ -1,7 +1,7 @@
 """Per-host limits that hold for the whole job, as the server sees it.
 
 Each worker keeps its own limit for each host (fixed, or adaptive:
-``igimages.throttle``), but may only use what Redis allots it of the host's
+``igimages.download.adaptive``), but may only use what Redis allots it of the host's
 ceiling (``CONCURRENT_REQUESTS_PER_DOMAIN``): the live workers that want
 some share it max-min fairly, and the allotments never add up to more than
 the ceiling, so neither do the requests in flight. A worker asks again every
@@ -18,15 +18,17 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio
+from scrapy.crawler import Crawler
 
+from igimages.download.adaptive import OVERLOAD_STATUSES
+from igimages.download.limits import GateView, HostLimits
 from igimages.job import scripts
 from igimages.job.keys import JobKeys
 from igimages.job.queue import now_ms
-from igimages.middlewares import DownloadGateMiddleware, HostLimits
-from igimages.throttle import OVERLOAD_STATUSES
+from igimages.job.worker import JobWorker
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +38,16 @@ REFUSAL_INTERVAL = 0.25  # seconds between a worker's messages of one host's ref
 INF = float("inf")
 
 
-class JobHostLimits:
-    """The gate's ``host_limits`` in a job: its own, within the job's allotment."""
+class JobShare:
+    """The gate's limits in a job (a link of ``IGIMAGES_HOST_LIMITS``): the worker's
+    own, within the job's allotment."""
+
+    SYNC_INTERVAL = SYNC_INTERVAL
 
     def __init__(
         self,
         own: HostLimits,
-        gate: DownloadGateMiddleware,
+        gate: GateView,
         client: redis.asyncio.Redis,
         keys: JobKeys,
         worker: str,
@@ -59,6 +64,13 @@ class JobHostLimits:
         self._asked_at: dict[str, float] = {}
         self.events: HostEvents | None = None
         self._allot = client.register_script(scripts.ALLOT)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, own: HostLimits, gate: GateView) -> Self:
+        worker = crawler.get_extension(JobWorker)
+        share = cls(own, gate, worker.client, worker.keys, worker.worker, worker.run)
+        worker.share_hosts(share, HostEvents(share, worker.client, worker.keys, worker.worker))
+        return share
 
     # The gate's questions and reports (HostLimits)
 
@@ -100,7 +112,7 @@ class JobHostLimits:
 
     async def _ask(self, slot: str, wanted: bool) -> None:
         try:
-            in_flight = self.gate.in_flight_per_slot.get(slot, 0)
+            in_flight = self.gate.in_flight_to(slot)
             want = _count(self.own.limit(slot)) if wanted else in_flight
             ceiling = _count(self.gate.ceiling(slot))
             share = await self._allot(
@@ -141,7 +153,7 @@ class HostEvents:
 
     def __init__(
         self,
-        limits: JobHostLimits,
+        limits: JobShare,
         client: redis.asyncio.Redis,
         keys: JobKeys,
         worker: str,
@@ -182,7 +194,7 @@ class HostEvents:
                     self._pause(event["paused"], event["until"])
                 else:
                     slot = event["refused"]
-                    self.limits.refused_elsewhere(slot, self.gate.in_flight_per_slot.get(slot, 0))
+                    self.limits.refused_elsewhere(slot, self.gate.in_flight_to(slot))
 
     def _pause(self, slot: str, until: float) -> None:
         if (seconds := until - time.time()) > 0:

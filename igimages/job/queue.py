@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio
 
-from igimages.items import Post
+from igimages.items import DOWNLOADED, FAILED, Post, has_failures
 from igimages.job import scripts
 from igimages.job.keys import JobKeys
 
@@ -55,9 +55,9 @@ def tally(images: Iterable[dict[str, Any]]) -> Counter[str]:
     for image in images:
         status = image["status"]
         counts[f"images/{status}"] += 1
-        if status == "failed":
+        if status == FAILED:
             counts[f"failed/{image['reason']}"] += 1
-        elif status == "downloaded":
+        elif status == DOWNLOADED:
             counts["bytes"] += image.get("bytes") or 0
     return counts
 
@@ -125,7 +125,7 @@ class PostQueue:
                 change["posts/done"] += 1
             counters = [item for pair in change.items() if pair[1] for item in pair]
             line = {"id": post.id, "url": post.url, "images": images}
-            failed = any(image["status"] == "failed" for image in images)
+            failed = has_failures(images)
             args += [post.id, pack_result(line), int(failed), len(counters) // 2, *counters]
         keys = [k.leases, k.posts, k.queue, k.results, k.failed, k.counts, k.version]
         return await self._ack(keys, args)

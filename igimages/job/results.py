@@ -18,11 +18,12 @@ import redis.asyncio
 from scrapy.crawler import Crawler
 from scrapy.exporters import JsonLinesItemExporter
 
-from igimages.exporters import FailuresExporter, WholeFile, store_whole
-from igimages.items import Post
+from igimages.items import Post, has_failures
 from igimages.job.keys import JobKeys
 from igimages.job.queue import read_status, unpack_result
-from igimages.store import store_file
+from igimages.outputs.feeds import FAILURES, MANIFEST, MANIFEST_FIELDS, SUMMARY, FailuresExporter
+from igimages.outputs.storages import WholeFile, store_whole
+from igimages.store import StoreUri
 
 CHUNK = 1000  # posts read from Redis at a time
 
@@ -37,15 +38,13 @@ class Written:
 
 async def write_job_feeds(client: redis.asyncio.Redis, keys: JobKeys, crawler: Crawler) -> Written:
     """Write the job's manifest, failure feed and summary into its store."""
-    store = crawler.settings["IMAGES_STORE"]
-    manifest_uri = store_file(store, "manifest.jsonl")
-    failures_uri = store_file(store, "failures.jsonl")
-    summary_uri = store_file(store, "summary.json")
+    store = StoreUri.from_settings(crawler.settings)
+    manifest_uri, failures_uri, summary_uri = (store.file(n) for n in (MANIFEST, FAILURES, SUMMARY))
     written = Written()
     manifest = WholeFile(crawler, manifest_uri)
     failures = WholeFile(crawler, failures_uri)
     manifest_lines = JsonLinesItemExporter(
-        manifest.file, fields_to_export=["id", "url", "images"], encoding="utf-8"
+        manifest.file, fields_to_export=MANIFEST_FIELDS, encoding="utf-8"
     )
     failure_lines = FailuresExporter(failures.file, encoding="utf-8")
     start = 0
@@ -58,7 +57,7 @@ async def write_job_feeds(client: redis.asyncio.Redis, keys: JobKeys, crawler: C
             line = unpack_result(blob)
             written.posts += 1
             manifest_lines.export_item(line)
-            if any(image["status"] == "failed" for image in line["images"]):
+            if has_failures(line["images"]):
                 written.failed_posts += 1
                 failure_lines.export_item(Post(line["id"], line["url"], [], line["images"]))
     status = await read_status(client, keys)

@@ -1,12 +1,14 @@
 """``JobWorker``: the extension that makes a crawl one worker of a job.
 
-With ``REDIS_URL`` set, the spider takes its posts from the job's queue
-(``posts``) instead of an input, and this extension keeps the worker's side
+The job's add-on (``igimages.job.Job``) adds it to ``EXTENSIONS``; the
+job's classes in the crawl reach Redis through it: the spider's posts
+(``posts``, through ``igimages.job.posts``), the pipeline's catalog
+(``igimages.job.catalog``) and the gate's share of each host
+(``host_share``, through ``igimages.job.limits``). It keeps the worker's side
 of the job: its heartbeat (which keeps its leases), acknowledgements of
-finished posts with their results, posts it could not finish put back, the
-shared index for the pipeline (``catalog``), its share of each host's
-limit, what it learns of hosts told to the other workers (pauses, refusals),
-and the job-wide progress.
+finished posts with their results, posts it could not finish put back, what
+it learns of hosts told to the other workers (pauses, refusals), and the
+job-wide progress, said after the crawl's own (``progress_asked``).
 When the job has nothing left, the last worker writes the job's feeds.
 
 Losing Redis stops the worker as a full disk does: one line, exit status 1,
@@ -18,33 +20,30 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from igimages import signals as igimages_signals
-from igimages.index import ImageIndex
-from igimages.items import Post
-from igimages.job import JOB_FEEDS_WRITTEN, is_job
-from igimages.job.catalog import JobCatalog
+from igimages.download.gate import DownloadGateMiddleware
+from igimages.download.limits import GateView
+from igimages.items import STATUSES, Post
 from igimages.job.connection import REDIS_ERRORS, async_client, unavailable
-from igimages.job.keys import JobKeys, job_name
-from igimages.job.limits import SYNC_INTERVAL, HostEvents, JobHostLimits
+from igimages.job.keys import JobKeys, job_name, process_name
 from igimages.job.queue import Finished, JobStatus, PostQueue
 from igimages.job.results import write_job_feeds
-from igimages.middlewares import DownloadGateMiddleware
+from igimages.units import duration
+
+if TYPE_CHECKING:
+    from igimages.job.limits import HostEvents, JobShare
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ POLL_INTERVAL = 0.2  # seconds between looks at an empty queue while leases are 
 TAKE_BATCH = 8  # posts taken at a time, when this worker's downloads wait for none
 HUNGRY_CHECK = 0.02  # seconds between looks at whether they do
 RATE_WINDOW = 30.0  # seconds the job-wide rate is measured over
-STATUSES = ("downloaded", "cached", "duplicate", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +69,7 @@ class JobWorker:
         settings = crawler.settings
         self.crawler = crawler
         self.keys = JobKeys(job_name(settings))
-        self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.worker = process_name()
         self.lease = settings.getfloat("IGIMAGES_LEASE_SECONDS")
         self.wait_for_posts = settings.getfloat("IGIMAGES_JOB_WAIT")
         self.client = async_client(settings)
@@ -81,16 +79,15 @@ class JobWorker:
         self.acked = 0
         self.status: JobStatus | None = None
         self.error: BaseException | None = None
-        self.limits: JobHostLimits | None = None
-        self.gate: DownloadGateMiddleware | None = None
+        self.limits: JobShare | None = None
+        self.events: HostEvents | None = None
+        self.gate: GateView | None = None
         self._rates: collections.deque[tuple[float, int]] = collections.deque()
         self._loops: list[Any] = []
         self._listening: Deferred[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        if not is_job(crawler.settings):
-            raise NotConfigured
         worker = cls(crawler)
         connect = crawler.signals.connect
         connect(worker.engine_started, signal=signals.engine_started)
@@ -101,12 +98,15 @@ class JobWorker:
         # put back at once, it would go from worker to worker.
         connect(worker.post_unfinished, signal=signals.item_dropped)
         connect(worker.host_paused, signal=igimages_signals.host_paused)
+        connect(worker.progress_text, signal=igimages_signals.progress_asked)
         return worker
 
-    # What the pipeline and the spider use
+    # What the job's classes in the crawl use
 
-    def catalog(self, index: ImageIndex) -> JobCatalog:
-        return JobCatalog(index, self.client, self.keys, self.worker, self.lost)
+    def share_hosts(self, limits: JobShare, events: HostEvents) -> None:
+        """The gate's limits are ``limits``, within this worker's share of each host; what
+        one worker learns of a host, ``events`` tells the others."""
+        self.gate, self.limits, self.events = limits.gate, limits, events
 
     async def posts(self, room: Callable[[], int]) -> AsyncIterator[Post]:
         """The job's posts, a few at a time (at most ``room()``), until the job has none left.
@@ -145,7 +145,7 @@ class JobWorker:
     def _room(self, room: int) -> int:
         """How many posts to take now: none while this worker's downloads wait
         for room (the other workers may start them sooner), a few otherwise."""
-        if room <= 0 or (self.gate is not None and self.gate.waiting):
+        if room <= 0 or (self.gate is not None and self.gate.waiting_slots()):
             return 0
         return min(room, TAKE_BATCH)
 
@@ -162,18 +162,12 @@ class JobWorker:
         self._every(ACK_INTERVAL, self._acknowledge)
 
     async def engine_started(self) -> None:
-        # After the spider opened, and after AdaptiveConcurrency's handler
-        # (an extension of EXTENSIONS_BASE, so connected first): the gate's
-        # limits are final; this worker's are now within the job's.
-        gate = self.gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
-        if gate is None or self.error is not None:
+        # After the spider opened: the gate was built, with this worker's share.
+        if self.gate is None:
+            self.gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
+        if self.limits is None or self.events is None or self.error is not None:
             return
-        self.limits = JobHostLimits(
-            gate.host_limits, gate, self.client, self.keys, self.worker, self.run
-        )
-        gate.host_limits = self.limits
-        self.events = HostEvents(self.limits, self.client, self.keys, self.worker)
-        self._every(SYNC_INTERVAL, self.limits.sync)
+        self._every(self.limits.SYNC_INTERVAL, self.limits.sync)
         listening = asyncio.Event()
         self._listening = self.run(self.events.listen(listening))
         await asyncio.wait_for(listening.wait(), 10)
@@ -191,7 +185,7 @@ class JobWorker:
             self.run(self.queue.release([item.id]))
 
     def host_paused(self, slot: str, seconds: float) -> None:
-        if self.limits is not None:
+        if self.events is not None:
             self.run(self.events.paused(slot, seconds))
 
     async def spider_closed(self, reason: str) -> None:
@@ -230,6 +224,18 @@ class JobWorker:
             await self.client.aclose()
 
     # Progress (ImageProgress asks)
+
+    def progress_text(self) -> str:
+        """The whole job's progress, for the crawl's progress line."""
+        if (job := self.progress()) is None:
+            return ""
+        text = f"job {job.name}: {job.done}/{job.total} images"
+        if job.total:
+            text += f" ({100 * job.done / job.total:.0f}%)"
+        text += f", {job.rate:.1f} images/s"
+        if job.rate and job.total > job.done:
+            text += f", ETA {duration((job.total - job.done) / job.rate)}"
+        return f"{text}, {job.workers} workers"
 
     def progress(self) -> JobProgress | None:
         """The job's images done of its total and its rate, as of the last status."""
@@ -299,7 +305,6 @@ class JobWorker:
                 return
             written = await write_job_feeds(self.client, k, self.crawler)
             await self.client.set(k.merged, version or b"0")
-            self.crawler.stats.set_value(JOB_FEEDS_WRITTEN, True)
         except Exception as exc:
             if isinstance(exc, REDIS_ERRORS):
                 raise
@@ -326,7 +331,4 @@ class JobWorker:
             self.error,
         )
         self.crawler.stats.set_value("igimages/job_error", str(self.error))
-        self.crawler.signals.send_catch_log(igimages_signals.stop_downloads)
-        engine = self.crawler.engine
-        if engine is not None and engine.spider is not None:
-            deferred_from_coro(engine.close_spider_async(reason="redis_error"))
+        igimages_signals.stop_crawl(self.crawler, "redis_error")

@@ -23,7 +23,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Self
 
-from igimages.locking import exclusively, is_running
+from igimages.atomic import is_running, publish
+from igimages.items import FAILED
 from igimages.report.pages import Overview, PageInfo, json_for_html, page_name, render_page
 from igimages.report.reading import (
     ReportError,
@@ -34,6 +35,7 @@ from igimages.report.reading import (
     run_files,
 )
 from igimages.report.thumbs import Batch, Job, ThumbnailMaker
+from igimages.store.locking import exclusively
 
 REPORT_DIR = "report"
 STATIC = ("report.css", "report.js")
@@ -192,7 +194,7 @@ def _chunks(posts: Iterator[ReportPost], size: int) -> Iterator[list[ReportPost]
 def _thumbnail_jobs(posts: Iterable[ReportPost]) -> Iterator[Job]:
     for post in posts:
         for image in post.images:
-            if image.status != "failed" and image.sha256 and image.path:
+            if image.status != FAILED and image.sha256 and image.path:
                 yield image.sha256, image.path
 
 
@@ -221,7 +223,7 @@ def _publish(staging: Path, report_dir: Path, pages: int, buckets: int) -> None:
             key=lambda name: name == page_name(1),
         )
         for name in names:
-            os.replace(staging / name, report_dir / name)
+            publish(staging / name, report_dir / name)
         for path in report_dir.glob("page-*.html"):
             number = path.name.removeprefix("page-").removesuffix(".html")
             if not number.isdigit() or not 2 <= int(number) <= pages:

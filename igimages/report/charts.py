@@ -1,6 +1,6 @@
 """The run over time as small SVG line charts, drawn here so the page needs no script.
 
-The data is the summary's ``timeline`` (``igimages.timeline``): cumulative
+The data is the summary's ``timeline`` (``igimages.outputs.timeline``): cumulative
 counts by status, downloads in flight and the busiest host's limit, at
 evenly spaced moments. Rates are differences between neighbouring points.
 """
@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from igimages.items import FAILED, STATUSES
 
 WIDTH, HEIGHT = 560, 170
 LEFT, RIGHT, TOP, BOTTOM = 44, 10, 22, 24  # margins for the axes' labels
@@ -41,11 +43,9 @@ def timeline_series(timeline: Any) -> dict[str, list[Series]] | None:
         span = after["seconds"] - before["seconds"]
         if span <= 0:
             continue
-        finished = sum(_count(after, s) - _count(before, s) for s in _STATUSES)
+        finished = sum(_count(after, s) - _count(before, s) for s in STATUSES)
         done.append((after["seconds"], finished / span))
-        failed.append(
-            (after["seconds"], (_count(after, "failed") - _count(before, "failed")) / span)
-        )
+        failed.append((after["seconds"], (_count(after, FAILED) - _count(before, FAILED)) / span))
     in_flight = [(row["seconds"], _number(row.get("in_flight"))) for row in rows]
     limit = [(row["seconds"], _number(row.get("host_limit"))) for row in rows]
     charts = {
@@ -56,9 +56,6 @@ def timeline_series(timeline: Any) -> dict[str, list[Series]] | None:
     if any(value is not None for _, value in limit):
         charts["Downloads in flight"].append(Series("busiest host's limit", limit, "limit"))
     return charts
-
-
-_STATUSES = ("downloaded", "cached", "duplicate", "failed")
 
 
 def _count(row: dict[str, Any], status: str) -> float:

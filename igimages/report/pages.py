@@ -18,13 +18,13 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from igimages.items import CACHED, DOWNLOADED, DUPLICATE, FAILED, STATUSES
 from igimages.report.advice import advice
 from igimages.report.charts import line_chart, timeline_series
 from igimages.report.reading import ReportImage, ReportPost
 from igimages.report.thumbs import THUMB_SIZE, thumb_path
-from igimages.units import size
+from igimages.units import duration, size
 
-STATUSES = ("downloaded", "cached", "duplicate", "failed")
 CSP = (
     "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
     "base-uri 'none'; form-action 'none'"
@@ -67,13 +67,13 @@ class Overview:
         failed = False
         for image in post.images:
             self.images[image.status] += 1
-            if image.status == "failed":
+            if image.status == FAILED:
                 failed = True
                 self.reasons[image.reason] += 1
                 pages = self.reason_pages.setdefault(image.reason, [])
                 if not pages or pages[-1] != page:
                     pages.append(page)
-            elif image.status in ("downloaded", "cached") and image.bytes:
+            elif image.status in (DOWNLOADED, CACHED) and image.bytes:
                 self.stored_bytes += image.bytes
         self.posts_with_failures += failed
 
@@ -210,13 +210,13 @@ def _position(image: ReportImage) -> int:
 
 def _tile(image: ReportImage, no_preview: dict[str, str]) -> str:
     status = escape(image.status)
-    reason = escape(image.reason) if image.status == "failed" else ""
+    reason = escape(image.reason) if image.status == FAILED else ""
     head = f'<li class="tile" data-status="{status}" data-reason="{reason}">'
     caption = [
         f'<span class="position">#{image.position}</span> '
         f'<span class="badge {status}">{status}</span>'
     ]
-    if image.status == "failed":
+    if image.status == FAILED:
         frame = _failed_frame(image)
         if _http(image.url):
             caption.append(
@@ -233,7 +233,7 @@ def _tile(image: ReportImage, no_preview: dict[str, str]) -> str:
             details.append(escape(image.format))
         if details:
             caption.append(" · " + " · ".join(details))
-        if image.status == "duplicate" and image.duplicate_of:
+        if image.status == DUPLICATE and image.duplicate_of:
             caption.append(
                 f'<br>same file as <a href="{_store_href(image.duplicate_of)}">'
                 f"{escape(image.duplicate_of)}</a>"
@@ -337,7 +337,7 @@ def _run_line(name: str, summary: dict[str, Any], named: bool) -> str:
     elapsed = _num(summary.get("elapsed_seconds"))
     text = []
     if elapsed:
-        text.append(f"took {_duration(elapsed)}, {done / elapsed:,.1f} images/s")
+        text.append(f"took {duration(elapsed)}, {done / elapsed:,.1f} images/s")
     text.append(f"{int(done):,} images")
     if downloaded := _num(summary.get("bytes")):
         text.append(f"{size(downloaded)} downloaded")
@@ -368,13 +368,3 @@ def _reasons_table(overview: Overview) -> str:
 
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"

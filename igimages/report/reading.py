@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from igimages.items import FAILED
+
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -78,7 +80,7 @@ class ReportPost:
 
     @property
     def reasons(self) -> list[str]:
-        return sorted({image.reason for image in self.images if image.status == "failed"})
+        return sorted({image.reason for image in self.images if image.status == FAILED})
 
 
 def count_posts(manifests: list[Path]) -> int:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from igimages.atomic import replacing
+
 THUMB_SIZE = 256
 THUMBS_DIR = ".igimages/thumbs"
 QUALITY = 80
@@ -44,13 +46,8 @@ def make_thumbnail(source: Path, target: Path) -> None:
         image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
         image = _flatten(image)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        try:
+        with replacing(target) as tmp:
             image.save(tmp, "JPEG", quality=QUALITY, optimize=False)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from igimages import locking
+from igimages.store import locking
 
 logger = logging.getLogger(__name__)
 

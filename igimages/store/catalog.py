@@ -2,19 +2,21 @@
 
 A ``Catalog`` answers from the store's index, and hands out claims on
 content: of several images with the same bytes arriving together, the first
-is stored and the others wait for it, then become copies or links. The
-``LocalCatalog`` does this within one crawl process; ``igimages.job.catalog``
-across every worker of a job.
+is stored and the others wait for it, then become copies or links. Which
+catalog is ``IGIMAGES_CATALOG``'s class, built with the store's index: the
+``LocalCatalog`` does this within one crawl process; a job's
+(``igimages.job.catalog``) across every worker of the job.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Self
 
+from scrapy.crawler import Crawler
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
-from igimages.index import ImageIndex, StoredImage
+from igimages.store.index import ImageIndex, StoredImage
 
 
 class CatalogUnavailable(Exception):
@@ -45,6 +47,10 @@ class LocalCatalog:
     def __init__(self, index: ImageIndex) -> None:
         self.index = index
         self._saving: dict[str, Deferred[None]] = {}  # sha256 -> its save under way
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, index: ImageIndex) -> Self:
+        return cls(index)
 
     async def find(self, post: str, position: int, key: str) -> StoredImage | None:
         return self.index.find_by_key(key, post, position)

@@ -3,7 +3,7 @@
 Scrapy's AutoThrottle keeps a fixed number of requests in flight per host
 (``AUTOTHROTTLE_TARGET_CONCURRENCY``) whatever the host says: 8 to a CDN edge
 that would serve ten times more, 8 again to one that answers 429.
-``AdaptiveConcurrency`` takes its place and its switch (``AUTOTHROTTLE_ENABLED``):
+``AdaptiveLimits`` takes its place and its switch (``AUTOTHROTTLE_ENABLED``):
 each host gets a limit, enforced by ``DownloadGateMiddleware``, that a
 ``HostLimit`` moves with the host's answers, the way TCP moves a congestion
 window (README, "How the per-host limit moves"):
@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from igimages.middlewares import DownloadGateMiddleware
-from igimages.reasons import failure_reason
+from igimages.download.limits import GateView, HostLimits
+from igimages.download.reasons import failure_reason
 
 logger = logging.getLogger(__name__)
 
@@ -186,12 +185,13 @@ class HostLimit:
         self.limit = min(self.limit, self.ceiling)
 
 
-class AdaptiveConcurrency:
-    """Give each host a ``HostLimit`` and the gate its current value.
+class AdaptiveLimits:
+    """Give each host a ``HostLimit`` under the limit it wraps (its ceiling).
 
-    Scrapy's AutoThrottle is replaced by this (``EXTENSIONS_BASE``); with
-    ``AUTOTHROTTLE_ENABLED=False`` it is off and each host's limit is its
-    ceiling. ``AUTOTHROTTLE_DEBUG`` logs every change of a limit.
+    A link of ``IGIMAGES_HOST_LIMITS``, in Scrapy's AutoThrottle's place and
+    under its switch: with ``AUTOTHROTTLE_ENABLED=False`` it is left out and
+    each host's limit is its ceiling. ``AUTOTHROTTLE_DEBUG`` logs every change
+    of a limit.
 
     Stats, per host: ``igimages/hosts/<host>/limit_peak`` and ``limit_final``,
     ``answers/<signal>`` (429, 503, timeout, dropped: answers and failures of
@@ -199,37 +199,26 @@ class AdaptiveConcurrency:
     included).
     """
 
-    def __init__(self, crawler: Crawler) -> None:
+    def __init__(self, crawler: Crawler, ceiling: HostLimits) -> None:
         settings = crawler.settings
         if not settings.getbool("AUTOTHROTTLE_ENABLED"):
             raise NotConfigured
-        self.crawler = crawler
         self.stats = crawler.stats
         self.start = max(1, settings.getint("IGIMAGES_START_CONCURRENCY"))
         self.debug = settings.getbool("AUTOTHROTTLE_DEBUG")
         self.hosts: dict[str, HostLimit] = {}
-        self.ceiling: Callable[[str], float] = lambda slot: INF
+        self.ceiling = ceiling
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        extension = cls(crawler)
-        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
-        return extension
+    def from_crawler(cls, crawler: Crawler, ceiling: HostLimits, gate: GateView) -> Self:
+        return cls(crawler, ceiling)
 
-    def engine_started(self) -> None:
-        gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
-        if gate is None:
-            logger.warning("No DownloadGateMiddleware: per-host limits do not adapt")
-            return
-        self.ceiling = gate.ceiling
-        gate.host_limits = self
-
-    # The gate's questions and reports
+    # The gate's questions and reports (HostLimits)
 
     def limit(self, slot: str) -> int:
         host = self.hosts.get(slot)
         if host is None:
-            ceiling = self.ceiling(slot)
+            ceiling = self.ceiling.limit(slot)
             host = self.hosts[slot] = HostLimit(ceiling, min(self.start, ceiling))
             self._changed(slot, host, 0, "start")
         return int(host.limit)

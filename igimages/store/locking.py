@@ -9,7 +9,6 @@ systems between machines, as locks emulated by the server).
 from __future__ import annotations
 
 import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,14 +56,3 @@ def read(path: Path) -> bytes:
             return file.read(4096)
     except OSError:
         return b""
-
-
-def is_running(pid: int) -> bool:
-    """Whether process ``pid`` of this machine still runs (its leftovers are then not orphans)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -31,17 +31,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
+from scrapy.crawler import Crawler
 from scrapy.pipelines.files import GCSFilesStore, S3FilesStore
 from scrapy.settings import BaseSettings
-from scrapy.utils.boto import _get_max_pool_connections
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from igimages.index import FIELDS, INDEX_DIR, INDEX_NAME, ImageIndex, StoredImage, StoreError
+from igimages.compat import botocore_arguments, max_pool_connections
+from igimages.store import StoreUri
+from igimages.store.index import FIELDS, INDEX_DIR, INDEX_NAME, ImageIndex, StoredImage, StoreError
 
 SEGMENTS = f"{INDEX_DIR}/index/"
 PROBE = f"{INDEX_DIR}/writable"
@@ -79,12 +81,34 @@ class BucketStore:
     prefix: str
     endpoint: str
 
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, uri: StoreUri) -> Self:
+        cls.configure(crawler.settings)
+        return cls(uri)
+
+    @classmethod
+    def configure(cls, settings: BaseSettings) -> None:
+        """Scrapy's settings into the class's attributes, as ``FilesPipeline`` does."""
+        BucketStore.UPLOADS = max(1, settings.getint("IGIMAGES_STORE_UPLOADS"))
+        BucketStore.SYNC_INTERVAL = settings.getfloat("IGIMAGES_INDEX_SYNC_INTERVAL")
+        BucketStore.STATE_DIR = settings.get("IGIMAGES_STATE_DIR") or ""
+
+    @classmethod
+    def state_folder(cls, uri: StoreUri, settings: BaseSettings) -> Path:
+        root = settings.get("IGIMAGES_STATE_DIR") or ""
+        return state_dir(uri.identity, cls.endpoint_of(settings), root)
+
+    @classmethod
+    def endpoint_of(cls, settings: BaseSettings | None) -> str:
+        """The service the bucket is on, which names its local state with it."""
+        raise NotImplementedError
+
     def _open(self) -> None:
         self.uri = f"{self.scheme}://{self.bucket_name}/{self.prefix}"
         self._pool = ThreadPool(minthreads=0, maxthreads=self.UPLOADS, name="igimages-store")
         self._pool.start()
         state = state_dir(self.uri, self.endpoint, self.STATE_DIR)
-        self.index = ImageIndex(
+        self.index = ImageIndex.open(
             state / INDEX_NAME,
             lambda image: True,
             self.uri,
@@ -239,11 +263,32 @@ class S3Store(BucketStore, S3FilesStore):
 
     scheme = "s3"
 
-    def __init__(self, uri: str) -> None:
-        S3FilesStore.__init__(self, uri)
+    def __init__(self, uri: StoreUri) -> None:
+        S3FilesStore.__init__(self, uri.identity)
         self.bucket_name = self.bucket
         self.endpoint = self.AWS_ENDPOINT_URL or "aws"
         self._open()
+
+    @classmethod
+    def configure(cls, settings: BaseSettings) -> None:
+        super().configure(settings)
+        for name in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION_NAME",
+            "AWS_USE_SSL",
+            "AWS_VERIFY",
+        ):
+            setattr(cls, name, settings[name])
+        cls.POLICY = settings["FILES_STORE_S3_ACL"]
+        # One pooled connection per upload thread; Scrapy's default is the reactor's pool size.
+        cls.AWS_MAX_POOL_CONNECTIONS = max(max_pool_connections(settings), BucketStore.UPLOADS)
+
+    @classmethod
+    def endpoint_of(cls, settings: BaseSettings | None) -> str:
+        return (settings or {}).get("AWS_ENDPOINT_URL") or "aws"
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -266,7 +311,7 @@ class S3Store(BucketStore, S3FilesStore):
         self._call("head_bucket")
 
     def _put(self, path: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
-        extra = self._headers_to_botocore_kwargs(self.HEADERS)
+        extra = botocore_arguments(self, self.HEADERS)
         if content_type:
             extra["ContentType"] = content_type
         if self.POLICY:
@@ -307,14 +352,24 @@ class GCSStore(BucketStore, GCSFilesStore):
 
     scheme = "gs"
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: StoreUri) -> None:
         try:
-            GCSFilesStore.__init__(self, uri)
+            GCSFilesStore.__init__(self, uri.identity)
         except Exception as exc:  # no credentials found, bad project...
-            raise StoreError(f"{uri}: {_gcs_message(exc)}") from None
+            raise StoreError(f"{uri.identity}: {_gcs_message(exc)}") from None
         self.bucket_name = self.bucket.name
-        self.endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "gcs")
+        self.endpoint = self.endpoint_of(None)
         self._open()
+
+    @classmethod
+    def configure(cls, settings: BaseSettings) -> None:
+        super().configure(settings)
+        cls.GCS_PROJECT_ID = settings["GCS_PROJECT_ID"]
+        cls.POLICY = settings["FILES_STORE_GCS_ACL"] or None
+
+    @classmethod
+    def endpoint_of(cls, settings: BaseSettings | None) -> str:
+        return os.environ.get("STORAGE_EMULATOR_HOST", "gcs")
 
     def _call(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         try:
@@ -370,47 +425,11 @@ def _gcs_message(exc: Exception) -> str:
 _GCS_CODES = {"403": "access denied", "404": "no such bucket", "401": "credentials refused"}
 
 
-def configure_buckets(settings: BaseSettings) -> None:
-    """Scrapy's settings into the stores' class attributes, as ``FilesPipeline`` does."""
-    for name in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_REGION_NAME",
-        "AWS_USE_SSL",
-        "AWS_VERIFY",
-    ):
-        setattr(S3Store, name, settings[name])
-    S3Store.POLICY = settings["FILES_STORE_S3_ACL"]
-    GCSStore.GCS_PROJECT_ID = settings["GCS_PROJECT_ID"]
-    GCSStore.POLICY = settings["FILES_STORE_GCS_ACL"] or None
-    BucketStore.UPLOADS = max(1, settings.getint("IGIMAGES_STORE_UPLOADS"))
-    BucketStore.SYNC_INTERVAL = settings.getfloat("IGIMAGES_INDEX_SYNC_INTERVAL")
-    BucketStore.STATE_DIR = settings.get("IGIMAGES_STATE_DIR") or ""
-    # One pooled connection per upload thread; Scrapy's default is the reactor's pool size.
-    S3Store.AWS_MAX_POOL_CONNECTIONS = max(_get_max_pool_connections(settings), BucketStore.UPLOADS)
-
-
 def _reactor() -> Any:
     # Imported when used: importing it installs a reactor, which is Scrapy's to choose.
     from twisted.internet import reactor
 
     return reactor
-
-
-def is_bucket(uri: str) -> bool:
-    return uri.partition("://")[0].lower() in ("s3", "gs") and "://" in uri
-
-
-def local_index_path(uri: str, settings: BaseSettings) -> Path:
-    """Where a run with these settings keeps the index of the bucket at ``uri``."""
-    uri = uri if uri.endswith("/") else f"{uri}/"
-    if uri.lower().startswith("s3://"):
-        endpoint = settings.get("AWS_ENDPOINT_URL") or "aws"
-    else:
-        endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "gcs")
-    return state_dir(uri, endpoint, settings.get("IGIMAGES_STATE_DIR") or "") / INDEX_NAME
 
 
 def state_dir(uri: str, endpoint: str, root: str = "") -> Path:

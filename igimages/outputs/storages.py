@@ -1,11 +1,9 @@
-"""Feeds: how the manifest and the failure list reach the disk.
+"""How a feed (and the summary) reaches a folder or a bucket: whole or not at all.
 
-Scrapy exports items, and an item here is a post; ``FailuresExporter`` turns
-each post into a line per failed image, so ``failures.jsonl`` can be read back
-as the input of a retry run. The feed storages (``FileFeed``, ``S3Feed``,
-``GCSFeed``) store a feed whole or not at all: a rewritten local feed appears
-when the crawl ends, instead of growing under its final name, and a feed that
-could not be written is named in the stats, so the crawl's exit status says so.
+The feed storages (``FileFeed``, ``S3Feed``, ``GCSFeed``, Scrapy's with a
+check) store a feed whole or not at all: a rewritten local feed appears when
+the crawl ends, instead of growing under its final name, and each output is
+named in the stats as written or not, so the crawl's exit status says so.
 """
 
 from __future__ import annotations
@@ -14,18 +12,15 @@ import glob
 import io
 import logging
 import os
-import uuid
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any, Self
 
 from scrapy import Spider
 from scrapy.crawler import Crawler
-from scrapy.exporters import JsonLinesItemExporter
 from scrapy.extensions.feedexport import (
     FileFeedStorage,
     GCSFeedStorage,
-    ItemFilter,
     S3FeedStorage,
 )
 from scrapy.statscollectors import StatsCollector
@@ -34,29 +29,11 @@ from scrapy.utils.misc import build_from_crawler, load_object
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.python.failure import Failure
 
-from igimages.items import Post
-from igimages.locking import is_running
+from igimages.atomic import PART, publish, remove_orphans, temporary_name
+from igimages.store import StoreUri
 
-FAILURE_FIELDS = ("url", "position", "reason", "http_status", "attempts", "detail")
-
-
-class HasFailures(ItemFilter):
-    """Feed item filter: only posts with at least one failed image."""
-
-    def accepts(self, item: Any) -> bool:
-        return isinstance(item, Post) and any(i["status"] == "failed" for i in item.images)
-
-
-class FailuresExporter(JsonLinesItemExporter):
-    def export_item(self, item: Post) -> None:
-        for image in item.images:
-            if image["status"] != "failed":
-                continue
-            line = {"post_id": item.id, "post_url": item.url}
-            line.update((name, image.get(name)) for name in FAILURE_FIELDS)
-            super().export_item(line)
-
-
+#: Stat: the URI of each output (feed, summary) written, in the order they were.
+WRITTEN = "igimages/outputs/written"
 #: Stat: "uri: reason" for each output (feed, summary) that could not be written.
 UNWRITTEN = "igimages/outputs/unwritten"
 
@@ -127,7 +104,7 @@ class CheckedStorage:
         else:
             raw = file.raw if isinstance(file, _CheckedFile) else file
             stored = maybeDeferred(super().store, raw)  # type: ignore[misc]
-        return stored.addErrback(self._not_stored)
+        return stored.addCallbacks(self._stored, self._not_stored)
 
     def discard(self, file: IO[bytes]) -> None:
         """Drop what was written, leaving whatever was stored before as it was."""
@@ -136,6 +113,11 @@ class CheckedStorage:
         else:
             with suppress(OSError):
                 file.close()
+
+    def _stored(self, result: Any) -> Any:
+        if self.stats is not None:
+            self.stats.set_value(WRITTEN, [*self.stats.get_value(WRITTEN, []), self.uri])
+        return result
 
     def _not_stored(self, failure: Failure) -> Failure:
         if self.stats is not None:
@@ -158,18 +140,14 @@ class AtomicFileFeedStorage(FileFeedStorage):
             return super().open(spider)
         target = Path(self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        prefix = f".{target.name}."
-        for old in target.parent.glob(f"{glob.escape(prefix)}*.part"):  # left by killed runs
-            pid = old.name.removeprefix(prefix).partition("-")[0]
-            if not pid.isdigit() or not is_running(int(pid)):
-                old.unlink(missing_ok=True)
-        return target.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}.part").open("wb")
+        remove_orphans(target.parent.glob(f"{glob.escape(f'.{target.name}.')}*{PART}"))
+        return temporary_name(target).open("wb")
 
     def store(self, file: IO[bytes]) -> None:
         try:
             file.close()
             if self.write_mode == "wb":
-                os.replace(file.name, self.path)
+                publish(file.name, self.path)
         except OSError as exc:
             self.discard(file)
             raise FeedNotStored(error_text(exc)) from None
@@ -177,7 +155,7 @@ class AtomicFileFeedStorage(FileFeedStorage):
     def discard(self, file: IO[bytes]) -> None:
         with suppress(OSError):
             file.close()
-        if self.write_mode == "wb" and str(file.name).endswith(".part"):  # this crawl's own
+        if self.write_mode == "wb" and str(file.name).endswith(PART):  # this crawl's own
             with suppress(OSError):
                 os.unlink(file.name)
 
@@ -206,8 +184,7 @@ class WholeFile:
 
     def __init__(self, crawler: Crawler, uri: str) -> None:
         storages = crawler.settings.getwithbase("FEED_STORAGES")
-        scheme = uri.partition("://")[0] if "://" in uri else ""
-        storage_class = load_object(storages[scheme])
+        storage_class = load_object(storages[StoreUri.parse(uri).scheme])
         self.storage = build_from_crawler(
             storage_class, crawler, uri, feed_options={"overwrite": True}
         )

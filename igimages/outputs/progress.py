@@ -1,8 +1,7 @@
-"""Progress and summary for a crawl, a prompt end to it, and a cheaper runtime."""
+"""The crawl's progress while it runs, and its summary at the end (log and ``summary.json``)."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import sys
@@ -11,21 +10,20 @@ from typing import Any, Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
 from scrapy.extensions.feedexport import FeedExporter
-from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
-from igimages.exporters import UNWRITTEN, error_text, store_whole
-from igimages.job import is_job, job_worker
-from igimages.middlewares import DownloadGateMiddleware
-from igimages.throttle import pushback_summary
+from igimages import signals as igimages_signals
+from igimages.download.adaptive import pushback_summary
+from igimages.download.gate import DownloadGateMiddleware
+from igimages.download.limits import GateView
+from igimages.items import STATUSES
+from igimages.outputs.storages import UNWRITTEN, error_text, store_whole
 from igimages.units import duration, size
 
 logger = logging.getLogger(__name__)
-
-STATUSES = ("downloaded", "cached", "duplicate", "failed")
 
 
 class ImageProgress:
@@ -40,22 +38,18 @@ class ImageProgress:
         self.crawler = crawler
         self.stats = crawler.stats
         self.interval = interval
-        # Workers of a job sharing a terminal cannot share one redrawn line.
-        self.live = sys.stderr.isatty() and not is_job(crawler.settings)
+        # Redrawn in place on a terminal, unless several crawls share it (a job's workers).
+        self.live = sys.stderr.isatty() and crawler.settings.getbool("IGIMAGES_PROGRESS_LIVE")
         self.started = time.monotonic()
         self.task: Any = None
-        self.gate: DownloadGateMiddleware | None = None
-        self.job: Any = None  # the crawl's JobWorker, in a job
+        self.gate: GateView | None = None
         # The feeds are stored as the spider closes, beside this extension: the
         # summary waits for them, to say which were written.
         self.feeds_stored: Deferred[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        interval = crawler.settings.getfloat("IGIMAGES_PROGRESS_INTERVAL")
-        if not interval:
-            raise NotConfigured
-        extension = cls(crawler, interval)
+        extension = cls(crawler, crawler.settings.getfloat("IGIMAGES_PROGRESS_INTERVAL"))
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(extension.feeds_closed, signal=signals.feed_exporter_closed)
@@ -66,10 +60,9 @@ class ImageProgress:
         if self.crawler.get_extension(FeedExporter) is not None:
             self.feeds_stored = Deferred()
         self.gate = self.crawler.get_downloader_middleware(DownloadGateMiddleware)
-        if is_job(self.crawler.settings):
-            self.job = job_worker(self.crawler)
-        self.task = create_looping_call(self.report)
-        self.task.start(self.interval, now=False)
+        if self.interval > 0:  # 0: no progress, only the summary
+            self.task = create_looping_call(self.report)
+            self.task.start(self.interval, now=False)
 
     def counts(self) -> dict[str, int]:
         return {status: self.stats.get_value(f"igimages/images/{status}", 0) for status in STATUSES}
@@ -89,7 +82,7 @@ class ImageProgress:
         line = (
             f"{head}: {counts['downloaded']} downloaded, {counts['cached']} cached, "
             f"{counts['duplicate']} duplicate, {counts['failed']} failed; "
-            f"{rate:.1f} images/s{tail}{self._in_flight()}{self._job()}"
+            f"{rate:.1f} images/s{tail}{self._in_flight()}{self._more()}"
         )
         if self.live:
             if total:
@@ -110,17 +103,10 @@ class ImageProgress:
             text += f" ({slot}: {count}, limit {limit:.0f})"
         return text
 
-    def _job(self) -> str:
-        """The whole job's progress, when this crawl is one of its workers."""
-        if self.job is None or (job := self.job.progress()) is None:
-            return ""
-        text = f"; job {job.name}: {job.done}/{job.total} images"
-        if job.total:
-            text += f" ({100 * job.done / job.total:.0f}%)"
-        text += f", {job.rate:.1f} images/s"
-        if job.rate and job.total > job.done:
-            text += f", ETA {duration((job.total - job.done) / job.rate)}"
-        return f"{text}, {job.workers} workers"
+    def _more(self) -> str:
+        """What others add to the line (``progress_asked``): a job's own progress."""
+        said = self.crawler.signals.send_catch_log(igimages_signals.progress_asked)
+        return "".join(f"; {text}" for _, text in said if isinstance(text, str) and text)
 
     def feeds_closed(self) -> None:
         if self.feeds_stored is not None and not self.feeds_stored.called:
@@ -129,7 +115,7 @@ class ImageProgress:
     async def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
             self.task.stop()
-        if self.live:
+        if self.live and self.task is not None:
             sys.stderr.write("\n")
         if self.feeds_stored is not None:
             await maybe_deferred_to_future(self.feeds_stored)
@@ -202,73 +188,3 @@ class ImageProgress:
             logger.error("Cannot write the summary %s: %s", uri, error_text(exc))
             return None
         return uri
-
-
-class PromptClose:
-    """End the crawl as soon as its last post is done, and let a stop finish.
-
-    Posts enter the pipeline from ``start()``, not from responses, and Scrapy
-    only re-checks for idleness (every 5 s) or for a finished stop (never)
-    after responses. After each post this asks for both checks at once.
-    """
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        extension = cls(crawler)
-        for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
-            crawler.signals.connect(extension.post_done, signal=signal)
-        return extension
-
-    def post_done(self, **kwargs: Any) -> None:
-        call_later(0, self.check)
-
-    def check(self, turns_left: int = 10) -> None:
-        engine = self.crawler.engine
-        scraper_slot = engine.scraper.slot
-        if scraper_slot is None or engine._slot is None:
-            return
-        if not scraper_slot.is_idle():
-            # The signal comes before the scraper stops counting the posts
-            # that sent it; when nothing is downloading any more, these may be
-            # the last ones: look again shortly.
-            if not engine.downloader.active and turns_left:
-                call_later(0.01, self.check, turns_left - 1)
-            return
-        if scraper_slot.closing is not None:
-            if not scraper_slot.closing.called:
-                engine.scraper._check_if_closing()
-        else:
-            engine._slot.nextcall.schedule()
-
-
-class RuntimeTuning:
-    """Two interpreter defaults that cost a crawl about a tenth of its CPU.
-
-    * Scrapy drops log records below ``LOG_LEVEL`` at its handler, after they
-      are built: one or two per image at DEBUG (the engine's "Crawled",
-      Pillow's PNG chunks). The loggers' own levels are set to ``LOG_LEVEL``
-      too, so they are not built at all.
-    * Each image allocates thousands of short-lived objects; at the default
-      thresholds Python's cycle collector ran every 700 of them and walked the
-      modules and components built at start-up each time. Those are frozen
-      out of its reach, and it runs 30 times less often.
-    """
-
-    def __init__(self, log_level: str) -> None:
-        self.log_level = log_level
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        extension = cls(crawler.settings.get("LOG_LEVEL"))
-        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
-        return extension
-
-    def engine_started(self) -> None:
-        # Scrapy sets both to let everything through as the crawl starts.
-        for name in ("", "scrapy"):
-            logging.getLogger(name).setLevel(self.log_level)
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 100)

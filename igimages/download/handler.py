@@ -24,7 +24,6 @@ from typing import ClassVar
 
 import aiohttp
 from scrapy import Request
-from scrapy.core.downloader.handlers._aiohttp import AiohttpDownloadHandler
 from scrapy.crawler import Crawler
 from scrapy.exceptions import (
     CannotResolveHostError,
@@ -34,7 +33,9 @@ from scrapy.exceptions import (
 from scrapy.http import Response
 from scrapy.utils.httpobj import urlparse_cached
 
-from igimages.addresses import (
+from igimages import compat
+from igimages.compat import AiohttpDownloadHandler
+from igimages.download.addresses import (
     AddressPolicy,
     AddressRefused,
     BlockedAddress,
@@ -59,9 +60,7 @@ class ImageDownloadHandler(AiohttpDownloadHandler):
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
         self.policy = AddressPolicy.from_settings(crawler.settings)
-        # Scrapy builds the connector itself and aiohttp offers no setter.
-        self._connector = self._session.connector
-        self._connector._resolver = GuardedResolver(self._connector._resolver, self.policy)  # type: ignore[union-attr]
+        compat.wrap_resolver(self, lambda resolver: GuardedResolver(resolver, self.policy))
 
     async def download_request(self, request: Request) -> Response:
         await self._check_destination(request)
@@ -80,12 +79,12 @@ class ImageDownloadHandler(AiohttpDownloadHandler):
         if not request.meta.get("proxy") or parse_address(host) is not None:
             return
         port = url.port or (443 if url.scheme == "https" else 80)
-        timeout = request.meta.get("download_timeout", self._DEFAULT_CONNECT_TIMEOUT)
+        timeout = request.meta.get("download_timeout", compat.connect_timeout(self))
         try:
             # The connector's own lookup, through GuardedResolver: cached as
             # a direct connection's is, one lookup for concurrent requests.
             async with asyncio.timeout(timeout):
-                await self._connector._resolve_host(host, port)  # type: ignore[union-attr]
+                await compat.resolve_host(self, host, port)
         except TimeoutError as exc:
             raise DownloadTimeoutError(f"resolving {host} took longer than {timeout} s") from exc
         except AddressRefused as exc:

@@ -3,7 +3,7 @@
 Every store keeps one, so a later run can tell what is already stored, with
 its hash, size and dimensions, without reading an image again. A folder keeps
 it inside itself (``.igimages/index.sqlite3``); a bucket keeps it in a local
-state folder and mirrors it into the bucket (``igimages.buckets``).
+state folder and mirrors it into the bucket (``igimages.store.buckets``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from pathlib import Path
+from typing import Self
 
-from igimages.statedb import open_state
+from igimages.errors import OneLineError
+from igimages.store.statedb import check, open_state
 
 INDEX_DIR = ".igimages"
 INDEX_NAME = "index.sqlite3"
 
 
-class StoreError(Exception):
+class StoreError(OneLineError):
     """The store cannot be written (disk full, read-only, bucket refusing writes)."""
 
 
@@ -67,15 +69,42 @@ class ImageIndex:
     """
 
     def __init__(
-        self, path: Path, intact: Callable[[StoredImage], bool], where: str, rebuilt: str
+        self, db: sqlite3.Connection, intact: Callable[[StoredImage], bool], where: str
     ) -> None:
-        self.path = path
+        self._db = db
         self.intact = intact
         self._where = where
+
+    @classmethod
+    def open(
+        cls, path: Path, intact: Callable[[StoredImage], bool], where: str, rebuilt: str
+    ) -> Self:
+        """The index at ``path``, made if new, set aside and made anew if damaged."""
         try:
-            self._db = open_state(path, _SCHEMA, rebuilt)
+            return cls(open_state(path, _SCHEMA, rebuilt), intact, where)
         except (OSError, sqlite3.Error) as exc:  # a full disk, no permission
             raise StoreError(f"cannot open the index of {where}: {exc}") from None
+
+    @classmethod
+    def read_only(
+        cls, path: Path, intact: Callable[[StoredImage], bool], where: str
+    ) -> Self | None:
+        """The index at ``path`` for look-ups only: nothing is written, not even a
+        journal; None if there is none, StoreError if it is damaged."""
+        if not path.exists():
+            return None
+        # With no write-ahead log beside it, everything is in the file:
+        # "immutable" reads it without creating the log's companion files.
+        wal = path.with_name(f"{path.name}-wal").exists()
+        db = sqlite3.connect(
+            f"{path.absolute().as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True
+        )
+        try:
+            check(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(str(exc)) from None
+        return cls(db, intact, where)
 
     def lookup(self, post: str, position: int, key: str) -> StoredImage | None:
         return self._first("post = ? AND position = ? AND key = ?", (post, position, key))

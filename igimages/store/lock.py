@@ -25,13 +25,9 @@ from typing import IO, Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
-from scrapy.settings import BaseSettings
 
-from igimages import locking
-from igimages.buckets import is_bucket, local_index_path
-from igimages.index import INDEX_DIR, StoreError
-from igimages.store import store_identity
+from igimages.store import locking, state_folder
+from igimages.store.index import StoreError
 
 LOCK_NAME = "lock"
 
@@ -55,8 +51,7 @@ class StoreLock:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if (path := lock_path(settings)) is None:
-            raise NotConfigured  # a store of no known kind: the pipeline refuses it
+        path = state_folder(settings) / LOCK_NAME  # a store of no known kind: StoreError
         store = settings["IMAGES_STORE"]
         job = settings.get("IGIMAGES_JOB") or store
         shared = settings.get("IGIMAGES_STORE_LOCK") == "shared"
@@ -74,15 +69,6 @@ _ADVICE = (
     "two crawls writing one store would overwrite each other's manifest; wait for it to end, "
     "or run both as workers of one job (REDIS_URL)"
 )
-
-
-def lock_path(settings: BaseSettings) -> Path | None:
-    store = settings["IMAGES_STORE"]
-    if is_bucket(store):
-        return local_index_path(store, settings).with_name(LOCK_NAME)
-    if "://" in store and not store.lower().startswith("file://"):
-        return None
-    return Path(store_identity(store)) / INDEX_DIR / LOCK_NAME
 
 
 def _holder(path: Path) -> str:

@@ -19,8 +19,9 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 
-from igimages.extensions import STATUSES
-from igimages.middlewares import DownloadGateMiddleware
+from igimages.download.gate import DownloadGateMiddleware
+from igimages.download.limits import GateView
+from igimages.items import STATUSES
 
 STAT = "igimages/timeline"
 #: What each point holds, in order; counts are cumulative since the start.
@@ -43,7 +44,7 @@ class RunTimeline:
         self.points: list[list[Any]] = []
         self.started = time.monotonic()
         self.due = 0.0
-        self.gate: DownloadGateMiddleware | None = None
+        self.gate: GateView | None = None
         self.busiest = ""  # the host with most in flight at the last point that had one
         self.task: Any = None
 
@@ -80,7 +81,7 @@ class RunTimeline:
             if (busiest := self.gate.busiest()) is not None:
                 self.busiest = busiest[0]
             if self.busiest:  # between downloads too: the limit holds until the next
-                limit = self.gate.host_limits.limit(self.busiest)
+                limit = self.gate.limit(self.busiest)
                 limit = limit if limit != float("inf") else None
         self.points.append([round(elapsed, 3), *counts, in_flight, limit and round(limit, 1)])
         if len(self.points) >= self.max_points:
