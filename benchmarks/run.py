@@ -980,7 +980,7 @@ def main() -> None:
         "versions": {package: version(package) for package in VERSIONS},
         "source": source_state(),
         "parameters": {
-            key: value
+            key: str(value) if isinstance(value, Path) else value
             for key, value in vars(args).items()
             if key not in ("work_dir", "keep", "results")
         },

@@ -26,17 +26,18 @@ def publish(temporary: str | Path, target: str | Path) -> None:
     """Rename ``temporary`` to ``target`` at once, making ``target``'s folder if it has none."""
     try:
         os.replace(temporary, target)
-    except FileNotFoundError:
-        if not os.path.exists(temporary):
-            raise
+    except FileNotFoundError:  # a new folder's first file (or no temporary: that fails again)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(temporary, target)
 
 
 @contextmanager
-def replacing(target: str | Path, temporary: str | Path | None = None) -> Iterator[Path]:
-    """A temporary file that becomes ``target`` only if the block succeeds; else it is removed."""
-    temporary = Path(temporary or temporary_name(Path(target)))
+def replacing(target: str | Path, temporary: str | Path | None = None) -> Iterator[str | Path]:
+    """A temporary file that becomes ``target`` only if the block succeeds; else it is removed.
+
+    Names are used as given (an image's are strings: it is written once per image)."""
+    if temporary is None:
+        temporary = temporary_name(Path(target))
     try:
         yield temporary
         publish(temporary, target)

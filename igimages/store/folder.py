@@ -102,7 +102,7 @@ class FolderStore:
                 shutil.copyfile(self.basedir / source, tmp)
 
     @contextmanager
-    def _replacing(self, path: str) -> Iterator[Path]:
+    def _replacing(self, path: str) -> Iterator[str | Path]:
         """``igimages.atomic.replacing``, with the temporary files in one folder of
         the store's own (named by process: a killed run's are removed at the next
         start), and a failure told as the store's."""
