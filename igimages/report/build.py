@@ -35,6 +35,7 @@ from igimages.report.reading import (
     run_files,
 )
 from igimages.report.thumbs import Batch, Job, ThumbnailMaker
+from igimages.store import FOLDER, StoreUri
 from igimages.store.locking import exclusively
 
 REPORT_DIR = "report"
@@ -53,9 +54,8 @@ class ReportOptions:
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
         """The options from Scrapy settings; a bucket store is refused in one line."""
-        uri = str(settings.get("IMAGES_STORE") or "images")
-        scheme = uri.partition("://")[0].lower() if "://" in uri else ""
-        if scheme not in ("", "file"):
+        uri = StoreUri.parse(str(settings.get("IMAGES_STORE") or "images"))
+        if uri.scheme != FOLDER:
             raise ReportError(
                 f"IMAGES_STORE={uri}: the report is made of local stores only "
                 "(a folder or file://PATH); copy the bucket to a folder first"
@@ -64,7 +64,7 @@ class ReportOptions:
         if page_size < 1:
             raise ReportError(f"IGIMAGES_REPORT_PAGE_SIZE={page_size}: give 1 or more posts a page")
         workers = max(0, settings.getint("IGIMAGES_REPORT_WORKERS"))
-        return cls(Path(uri.removeprefix("file://")).resolve(), page_size, workers)
+        return cls(Path(uri.location).resolve(), page_size, workers)
 
 
 @dataclass

@@ -68,11 +68,10 @@ class BucketStore:
     """Everything but the object calls, which each service's subclass makes.
 
     Subclasses set ``bucket_name``, ``prefix`` and ``endpoint``, then call
-    ``_open()``; their object calls run in worker threads and raise
+    ``_open(uri)``; their object calls run in worker threads and raise
     ``StoreError`` in one line.
     """
 
-    scheme: ClassVar[str]
     STATE_DIR: ClassVar[str] = ""
     UPLOADS: ClassVar[int] = 16
     SYNC_INTERVAL: ClassVar[float] = 60.0
@@ -96,18 +95,18 @@ class BucketStore:
     @classmethod
     def state_folder(cls, uri: StoreUri, settings: BaseSettings) -> Path:
         root = settings.get("IGIMAGES_STATE_DIR") or ""
-        return state_dir(uri.identity, cls.endpoint_of(settings), root)
+        return state_dir(uri, cls.endpoint_of(settings), root)
 
     @classmethod
     def endpoint_of(cls, settings: BaseSettings | None) -> str:
         """The service the bucket is on, which names its local state with it."""
         raise NotImplementedError
 
-    def _open(self) -> None:
-        self.uri = f"{self.scheme}://{self.bucket_name}/{self.prefix}"
+    def _open(self, uri: StoreUri) -> None:
+        self.uri = uri.identity
         self._pool = ThreadPool(minthreads=0, maxthreads=self.UPLOADS, name="igimages-store")
         self._pool.start()
-        state = state_dir(self.uri, self.endpoint, self.STATE_DIR)
+        state = state_dir(uri, self.endpoint, self.STATE_DIR)
         self.index = ImageIndex.open(
             state / INDEX_NAME,
             lambda image: True,
@@ -261,13 +260,11 @@ class BucketStore:
 class S3Store(BucketStore, S3FilesStore):
     """``s3://bucket/prefix/``, on AWS or any S3-compatible service (``AWS_ENDPOINT_URL``)."""
 
-    scheme = "s3"
-
     def __init__(self, uri: StoreUri) -> None:
         S3FilesStore.__init__(self, uri.identity)
         self.bucket_name = self.bucket
         self.endpoint = self.AWS_ENDPOINT_URL or "aws"
-        self._open()
+        self._open(uri)
 
     @classmethod
     def configure(cls, settings: BaseSettings) -> None:
@@ -350,8 +347,6 @@ _S3_CODES = {
 class GCSStore(BucketStore, GCSFilesStore):
     """``gs://bucket/prefix/`` (``GCS_PROJECT_ID``; ``STORAGE_EMULATOR_HOST`` for an emulator)."""
 
-    scheme = "gs"
-
     def __init__(self, uri: StoreUri) -> None:
         try:
             GCSFilesStore.__init__(self, uri.identity)
@@ -359,7 +354,7 @@ class GCSStore(BucketStore, GCSFilesStore):
             raise StoreError(f"{uri.identity}: {_gcs_message(exc)}") from None
         self.bucket_name = self.bucket.name
         self.endpoint = self.endpoint_of(None)
-        self._open()
+        self._open(uri)
 
     @classmethod
     def configure(cls, settings: BaseSettings) -> None:
@@ -432,13 +427,11 @@ def _reactor() -> Any:
     return reactor
 
 
-def state_dir(uri: str, endpoint: str, root: str = "") -> Path:
+def state_dir(uri: StoreUri, endpoint: str, root: str = "") -> Path:
     """The local state of the store at ``uri`` on ``endpoint``: one folder per store."""
     base = Path(root) if root else _cache_home() / "igimages" / "stores"
-    scheme, _, rest = uri.partition("://")
-    bucket = rest.partition("/")[0]
-    digest = hashlib.sha256(f"{endpoint} {uri}".encode()).hexdigest()[:12]
-    return base / f"{scheme}-{bucket}-{digest}"
+    digest = hashlib.sha256(f"{endpoint} {uri.identity}".encode()).hexdigest()[:12]
+    return base / f"{uri.scheme}-{uri.bucket}-{digest}"
 
 
 def _cache_home() -> Path:
