@@ -11,7 +11,6 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.misc import build_from_crawler, load_object
 from twisted.internet.defer import Deferred
 
-from igimages.inputs import PostSource, Survey
 from igimages.items import Post
 
 
@@ -26,13 +25,10 @@ class PostImagesSpider(Spider):
 
     name = "post_images"
 
-    def __init__(
-        self, source: PostSource | None = None, survey: Survey | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        # Its arguments (``-a``, and what ``IGIMAGES_POSTS``'s ``prepare`` gave) become
+        # its attributes, as in any spider, for ``IGIMAGES_POSTS`` to read.
         super().__init__(**kwargs)
-        # What ``scrapy crawl`` prepared (``IGIMAGES_POSTS``'s ``prepare``), if anything.
-        self.source = source
-        self.survey = survey
         self._in_flight = 0
         self._slot_freed: Deferred[None] | None = None
 
