@@ -28,39 +28,44 @@ from tests.conftest import sha256
 from tests.imageserver import ImageServer, Load, RequestRecord, Route
 
 EXIT_OK = 0
+INF = float("inf")
 LIMIT_LINE = re.compile(r"limit 127\.0\.0\.1 (\d+) -> (\d+) \((\w+);")
 
 # --- A host in virtual time -------------------------------------------------------------
 
 
+Host = Callable[[int, int, float], tuple[float, int]]
+
+
 def simulate(
-    limit: HostLimit,
-    requests: int,
-    answer: Callable[[int, int], tuple[float, int]],
+    limit: HostLimit, requests: int, answer: Host, pause: float = 0.0
 ) -> tuple[float, list[tuple[float, int, int]]]:
     """Send ``requests`` through ``limit`` to a host; refused ones again 0.5 s later.
 
-    ``answer(serving, in_flight)`` gives a request's latency and status from
-    what the host is serving and what is in flight when it arrives. Returns
-    the time the last answer came and, per answer, (time, status, limit).
+    ``answer(serving, in_flight, now)`` gives a request's latency and status
+    from what the host is serving and what is in flight when it arrives. With
+    ``pause``, each refusal asks for one (``Retry-After``): nothing goes to the
+    host until it is over. Returns the time the last answer came and, per
+    answer, (time, status, limit).
     """
-    now, sequence = 0.0, 0
+    now, sequence, paused_until = 0.0, 0, 0.0
     ready, later, events = list(range(requests)), [], []
     in_flight = serving = 0
     trace: list[tuple[float, int, int]] = []
     while True:
         while later and later[0][0] <= now:
             ready.append(heapq.heappop(later)[1])
-        while ready and in_flight < int(limit.limit):
+        while ready and in_flight < int(limit.limit) and now >= paused_until:
             in_flight += 1
-            latency, status = answer(serving, in_flight)
+            latency, status = answer(serving, in_flight, now)
             serving += status == 200
             heapq.heappush(events, (now + latency, sequence, ready.pop(), now, in_flight, status))
             sequence += 1
-        if not events:
-            if not later:
+        wake = min(later[0][0] if later else INF, paused_until if paused_until > now else INF)
+        if not events or wake < events[0][0]:
+            if wake == INF:
                 return now, trace
-            now = later[0][0]
+            now = wake
             continue
         now, _, request, sent_at, sent_with, status = heapq.heappop(events)
         in_flight -= 1
@@ -69,20 +74,23 @@ def simulate(
             limit.answered(sent_at, sent_with, now)
         else:
             limit.overloaded(sent_at, sent_with, now)
-            heapq.heappush(later, (now + 0.5, request))
+            if pause:
+                paused_until = max(paused_until, now + pause)
+                limit.paused(pause, now)
+            heapq.heappush(later, (now + max(0.5, pause), request))
         trace.append((now, status, int(limit.limit)))
 
 
-def healthy(latency: float) -> Callable[[int, int], tuple[float, int]]:
-    return lambda serving, in_flight: (latency, 200)
+def healthy(latency: float) -> Host:
+    return lambda serving, in_flight, now: (latency, 200)
 
 
-def refusing_above(k: int, latency: float) -> Callable[[int, int], tuple[float, int]]:
-    return lambda serving, in_flight: (latency, 429 if serving >= k else 200)
+def refusing_above(k: int, latency: float) -> Host:
+    return lambda serving, in_flight, now: (latency, 429 if serving >= k else 200)
 
 
-def full_link(knee: int, latency: float) -> Callable[[int, int], tuple[float, int]]:
-    return lambda serving, in_flight: (latency * max(1.0, in_flight / knee), 200)
+def full_link(knee: int, latency: float) -> Host:
+    return lambda serving, in_flight, now: (latency * max(1.0, in_flight / knee), 200)
 
 
 def test_a_healthy_host_doubles_to_its_ceiling_and_stays():
@@ -99,7 +107,7 @@ def test_a_healthy_host_doubles_to_its_ceiling_and_stays():
 def test_new_connections_handshakes_are_not_taken_for_a_queue():
     opened = 0  # connections the client holds: in flight at most, so far
 
-    def handshakes(serving: int, in_flight: int) -> tuple[float, int]:
+    def handshakes(serving: int, in_flight: int, now: float) -> tuple[float, int]:
         nonlocal opened
         new_connection = in_flight > opened
         opened = max(opened, in_flight)
@@ -135,6 +143,85 @@ def test_refusals_cut_once_per_round_trip_and_the_limit_settles_under_k():
     settled = [value for t, _, value in trace if t > 3.0]
     assert 14 <= statistics.median(settled) <= 16
     assert max(settled) <= 18
+
+
+def refusal_episodes(trace: list[tuple[float, int, int]], apart: float) -> list[float]:
+    """When each run of refusals began (refusals less than ``apart`` s apart are one)."""
+    starts: list[float] = []
+    last = -INF
+    for t, status, _ in trace:
+        if status == 429:
+            if t - last > apart:
+                starts.append(t)
+            last = t
+    return starts
+
+
+def test_a_host_that_asks_for_a_pause_is_probed_less_and_less_often():
+    limit = HostLimit(ceiling=100, limit=8)
+
+    # 9,000 requests at 16 in flight and 100 ms: 56 s at the very least.
+    end, trace = simulate(limit, 9000, refusing_above(16, 0.1), pause=1.0)
+
+    # Slow start's overshoot, then a probe 16 pauses after it, the next twice
+    # as long after that: each refused probe pauses the whole host.
+    episodes = refusal_episodes(trace, apart=0.3)
+    assert len(episodes) == 3, episodes
+    first_gap, second_gap = episodes[1] - episodes[0], episodes[2] - episodes[1]
+    assert first_gap >= 16
+    assert second_gap >= 1.9 * first_gap  # doubled, less the first burst's spread
+    assert end <= 1.1 * 56.25
+    settled = [value for t, _, value in trace if t > 3.0]
+    assert statistics.median(settled) == 16  # just under the level refused, not 0.85 of it
+
+
+def test_a_level_learned_one_too_high_is_corrected_once_then_followed_down():
+    limit = HostLimit(ceiling=100, limit=40)
+    # Slow start's burst: the first refusal back was sent with 18 in flight.
+    assert limit.overloaded(sent_at=0.0, in_flight=18, now=0.3)
+    limit.paused(1.0, now=0.3)  # Retry-After: the level is learned, the limit just under it
+    assert (limit.refused_at, limit.limit) == (18, 17)
+    # Refused at 17 (answers were on their way when 18 looked in flight):
+    # corrected to just under it, without a cut's 0.85...
+    assert limit.overloaded(sent_at=1.5, in_flight=17, now=1.6)
+    assert (limit.refused_at, limit.limit) == (17, 16)
+    # ...once: refused lower again, the host is falling, and is followed down.
+    assert limit.overloaded(sent_at=1.7, in_flight=16, now=1.8)
+    assert limit.limit == pytest.approx(16 * 0.85)
+
+
+def test_a_host_that_does_not_pause_is_probed_as_before():
+    limit = HostLimit(ceiling=100, limit=8)
+
+    # Refusals at varying levels (the host's load, not a fixed limit): never priced.
+    def load(serving: int, in_flight: int, now: float) -> tuple[float, int]:
+        k = 16 + 4 * (int(now) % 3)
+        return 0.1, 429 if serving >= k else 200
+
+    _, trace = simulate(limit, 3000, load)
+
+    assert not limit.priced
+    assert len(refusal_episodes(trace, apart=0.3)) >= 4  # probed every few round trips
+
+
+def test_a_priced_limit_still_follows_a_host_whose_limit_rises_then_falls():
+    limit = HostLimit(ceiling=100, limit=4)
+
+    def host(serving: int, in_flight: int, now: float) -> tuple[float, int]:
+        k = 8 if now < 6 else 24 if now < 20 else 6
+        return 0.05, 429 if serving >= k else 200
+
+    _, trace = simulate(limit, 12_000, host, pause=0.2)
+
+    assert max(value for t, _, value in trace if 2 < t < 6) <= 9
+    # The rise is found by a probe within a few doublings of its gap...
+    risen = [t for t, _, value in trace if 6 < t < 20 and value >= 20]
+    assert risen
+    assert risen[0] < 16
+    # ...and the fall is followed at once, a cut per round trip.
+    assert max(value for t, _, value in trace if 21 < t < 24) <= 7
+    refused = sum(status == 429 for _, status, _ in trace)
+    assert refused / len(trace) < 0.02
 
 
 def test_a_burst_of_refusals_of_requests_sent_before_the_cut_cuts_once():
@@ -313,6 +400,8 @@ def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, cr
     limits = host_stats(result)
     assert limits["answers/429"] == refused  # every 429 the server sent was seen
     assert 1 <= limits["cuts/429"] <= refused
+    if retry_after:  # each refused probe pauses the host: slow start's, then rarely
+        assert limits["cuts/429"] <= 2, limits
     assert limits["limit_final"] <= k + 2
     assert f"127.0.0.1: 429 ×{refused}, limit settled at" in result.stderr  # noqa: RUF001
 

@@ -20,6 +20,13 @@ window (README, "How the per-host limit moves"):
 * after a cut it grows back along CUBIC's curve: quickly to just under the
   level that failed, slowly across it, faster again beyond it, so a host that
   refuses above K is probed rarely instead of every few round trips;
+* where a refusal has a price (the host asked for a pause with
+  ``Retry-After``, or it refused again at the level it refused before, once
+  the limit had climbed back to it), the level it refused is learned: the
+  limit stays just under it, and goes up to it (a probe) first after 16
+  pauses or 16 round trips, then twice as long after each refused probe; a
+  probe that passes forgets the level and growth goes on as before. A
+  refusal below the level is followed down at once, as any;
 * it never goes above the host's ceiling (``CONCURRENT_REQUESTS_PER_DOMAIN``,
   or the slot's ``DOWNLOAD_SLOTS`` concurrency) nor below 1.
 
@@ -38,6 +45,7 @@ from typing import Any, Self
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from igimages import signals as igimages_signals
 from igimages.download.limits import GateView, HostLimits
 from igimages.download.reasons import failure_reason
 
@@ -58,6 +66,10 @@ CUBIC_C = 0.01  # the cubic's steepness, in requests per round trip cubed
 FLOOR_WINDOW = 30.0  # seconds each of the floor's two windows lasts
 MIN_SAMPLES = 8  # answers before latency may cut
 SMOOTHING_SPAN = 16  # the latency average spans at least this many answers
+PROBE_PAUSES = 16  # the first probe above a priced level waits this many pauses...
+PROBE_ROUNDS = 16  # ...or round trips, the longer, then twice as long after each refusal
+PROBE_GAP_MAX = 300.0  # seconds: a host whose limit rose is found again within this
+PROBE_PASSES = 8  # good answers at the refused level that show the host takes more now
 
 INF = float("inf")
 
@@ -92,6 +104,16 @@ class HostLimit:
     round_start: float = 0.0
     last_cut: float = -INF
     peak: int = 0
+    cut_to: float = 0.0  # the limit the last cut left
+    last_refused: float = INF  # the level of the last refusal
+    # Where refusals have a price: the level learned, and when to probe it again.
+    priced: bool = False
+    pause: float = 0.0  # the longest pause the host asked for
+    refused_at: float = INF
+    corrected: bool = False  # the level learned was lowered by one refusal just under it
+    passed_at_refused: int = 0  # good answers at that level since it was learned
+    probe_gap: float = 0.0
+    next_probe: float = 0.0
 
     def answered(self, sent_at: float, in_flight: int, now: float) -> bool:
         """A good answer; True if its latency cut the limit.
@@ -112,12 +134,16 @@ class HostLimit:
         # Over about a round trip of answers since the last cut.
         span = max(self.limit, SMOOTHING_SPAN)
         self.smoothed += (latency - self.smoothed) / min(self.samples, span)
+        if self.priced and in_flight >= self.refused_at:
+            self.passed_at_refused += 1
+            if self.passed_at_refused >= PROBE_PASSES:  # the host takes more now
+                self._forget_refused_level()
         if sent_at > self.round_start and self._end_round(now):
             return True
         # Only a limit that is used grows: a host given few requests (the
         # overall limit binds, or its posts are few) has proved nothing.
         if self.growing and 2 * in_flight >= self.limit and not slow:
-            self._grow()
+            self._grow(now)
         return False
 
     def overloaded(self, sent_at: float, in_flight: int, now: float) -> bool:
@@ -127,10 +153,62 @@ class HostLimit:
         cut already answered them.
         """
         if sent_at <= self.last_cut:
+            self._refused_too(in_flight)
             return False
         level = min(self.limit, in_flight)
+        self.passed_at_refused = 0
+        if self.priced and level >= self.refused_at:
+            # A probe refused: the level still holds. Back under it, no lower,
+            # and the next probe waits twice as long.
+            self.probe_gap = min(2 * self.probe_gap, PROBE_GAP_MAX)
+            self.next_probe = now + self.probe_gap
+            self._cut(self.refused_at - 1, self.refused_at - 1, now)
+            return True
+        if self.priced and not self.corrected and level > OVERLOAD_BACKOFF * self.refused_at:
+            # Refused a little under the level learned: a level read from what
+            # was in flight is one or two off (answers on their way back), so
+            # it is corrected once without a cut. Lower again is a fall.
+            self.corrected, self.refused_at = True, level
+            self.last_refused = level
+            self._cut(level - 1, level - 1, now)
+            return True
+        # Refused again at the level refused last, having climbed back to it:
+        # a fixed limit, whose probes are refusals wasted. (A level that only
+        # falls, as in an outage, is followed down and learns nothing.)
+        if abs(level - self.last_refused) <= 1 and level > self.cut_to:
+            self._learn(level, now)
+        self.last_refused = level
         self._cut(max(level - 1, 1.0), level * OVERLOAD_BACKOFF, now)
         return True
+
+    def paused(self, seconds: float, now: float) -> None:
+        """The host asked for a pause after a refusal: its refusals have a price.
+
+        The level it refused is learned at once, and the limit goes just under
+        it rather than under a cut's 0.85: a refusal costs the same however
+        far below it the limit is.
+        """
+        self.pause = max(self.pause, seconds)
+        if not self.priced and self.last_refused < INF:
+            self._learn(self.last_refused, now)
+            self._cut(self.refused_at - 1, self.refused_at - 1, now)
+
+    def _refused_too(self, level: float) -> None:
+        """A refusal the last cut answered: its level still tells where the host refuses
+        (in a burst, the first refusal to come back need not be the lowest)."""
+        self.last_refused = min(self.last_refused, level)
+        if self.priced and level < self.refused_at:
+            self.refused_at = level
+            self.limit = min(self.limit, max(level - 1, 1.0))
+
+    def _learn(self, level: float, now: float) -> None:
+        self.priced, self.refused_at, self.corrected = True, level, False
+        self.probe_gap = max(PROBE_PAUSES * self.pause, PROBE_ROUNDS * self.smoothed)
+        self.next_probe = now + self.probe_gap
+
+    def _forget_refused_level(self) -> None:
+        self.w_max, self.k, self.rounds = self.limit, 0.0, 0.0  # on from here, slowly at first
+        self.priced, self.refused_at, self.last_refused = False, INF, INF
 
     def _end_round(self, now: float) -> bool:
         self.round_start = now
@@ -168,13 +246,13 @@ class HostLimit:
     def _cut(self, w_max: float, limit: float, now: float) -> None:
         self.slow_start = False
         self.w_max = w_max
-        self.limit = min(max(limit, 1.0), self.ceiling)
+        self.limit = self.cut_to = min(max(limit, 1.0), self.ceiling)
         self.k = (max(w_max - self.limit, 0.0) / CUBIC_C) ** (1 / 3)
         self.rounds = 0.0
         self.samples = 0
         self.last_cut = self.round_start = now
 
-    def _grow(self) -> None:
+    def _grow(self, now: float) -> None:
         if self.slow_start:
             self.limit += 1
         else:
@@ -182,7 +260,15 @@ class HostLimit:
             target = self.w_max + CUBIC_C * (self.rounds - self.k) ** 3
             if target > self.limit:
                 self.limit += (target - self.limit) / self.limit
-        self.limit = min(self.limit, self.ceiling)
+        self.limit = min(self.limit, self.ceiling, self._highest(now))
+
+    def _highest(self, now: float) -> float:
+        """Under a priced level until the next probe is due, then up to it."""
+        if not self.priced:
+            return INF
+        if now < self.next_probe:
+            return max(self.refused_at - 1, 1.0)
+        return self.refused_at
 
 
 class AdaptiveLimits:
@@ -211,7 +297,9 @@ class AdaptiveLimits:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, ceiling: HostLimits, gate: GateView) -> Self:
-        return cls(crawler, ceiling)
+        limits = cls(crawler, ceiling)
+        crawler.signals.connect(limits.host_paused, signal=igimages_signals.host_paused)
+        return limits
 
     # The gate's questions and reports (HostLimits)
 
@@ -248,6 +336,11 @@ class AdaptiveLimits:
             self._count(slot, "cuts", signal)
             if int(host.limit) != before:
                 self._changed(slot, host, before, signal)
+
+    def host_paused(self, slot: str, seconds: float) -> None:
+        """The host answered a refusal with ``Retry-After``: each refusal costs a pause."""
+        if (host := self.hosts.get(slot)) is not None:
+            host.paused(seconds, time.monotonic())
 
     def refused_elsewhere(self, slot: str, in_flight: int) -> None:
         """Another worker of the job was refused by this host: cut as if this one
