@@ -167,7 +167,9 @@ def test_rate_cap_spaces_requests(server, write_posts, crawl, cap):
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     # The first request also waits for the HTTP client to be made, with the
     # system's CAs (some 25 ms), after the gate let it go: its gap is shorter.
-    assert min(gaps[1:]) >= 0.18  # 5 per second
+    # The others may arrive some 40 ms late on a busy machine, and the next
+    # one that much sooner after; without the cap all arrive within milliseconds.
+    assert min(gaps[1:]) >= 0.14  # 5 per second
     assert starts[-1] - starts[0] >= 7 * 0.19
 
 
