@@ -397,6 +397,7 @@ def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, cr
         "CONCURRENT_REQUESTS_PER_DOMAIN=48",
         "IGIMAGES_START_CONCURRENCY=8",
         "RETRY_TIMES=5",
+        "AUTOTHROTTLE_DEBUG=True",
         timeout=110,
     )
 
@@ -410,6 +411,8 @@ def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, cr
     assert 1 <= limits["cuts/429"] <= refused
     if retry_after:  # each refused probe pauses the host: slow start's, then rarely
         assert limits["cuts/429"] <= 2, limits
+        # The pause's level learned, and the limit set just under it, in the log.
+        assert [(a, b) for a, b, why in LIMIT_LINE.findall(result.stderr) if why == "pause"]
     assert limits["limit_final"] <= k + 2
     assert f"127.0.0.1: 429 ×{refused}, limit settled at" in result.stderr  # noqa: RUF001
 

@@ -323,7 +323,7 @@ class AdaptiveLimits:
         if cut:
             self._count(slot, "cuts", signal)
         if int(host.limit) != before:
-            self._changed(slot, host, before, signal if cut else "growth")
+            self._changed(slot, host, before, "growth" if int(host.limit) > before else signal)
 
     def failed(self, slot: str, sent_at: float, in_flight: int, exception: Exception) -> None:
         signal = OVERLOAD_REASONS.get(failure_reason(exception))
@@ -334,13 +334,16 @@ class AdaptiveLimits:
         self._count(slot, "answers", signal)
         if host.overloaded(sent_at, in_flight, time.monotonic()):
             self._count(slot, "cuts", signal)
-            if int(host.limit) != before:
-                self._changed(slot, host, before, signal)
+        if int(host.limit) != before:
+            self._changed(slot, host, before, signal)
 
     def host_paused(self, slot: str, seconds: float) -> None:
         """The host answered a refusal with ``Retry-After``: each refusal costs a pause."""
         if (host := self.hosts.get(slot)) is not None:
+            before = int(host.limit)
             host.paused(seconds, time.monotonic())
+            if int(host.limit) != before:
+                self._changed(slot, host, before, "pause")
 
     def refused_elsewhere(self, slot: str, in_flight: int) -> None:
         """Another worker of the job was refused by this host: cut as if this one
