@@ -1,4 +1,4 @@
-"""Images straight into a bucket: moto's S3 server and a GCS emulator, on loopback."""
+"""Images straight into a bucket: moto's S3 server, a GCS emulator and Azurite, on loopback."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests import images
+from tests.cloud import AZURITE_KEY
 from tests.conftest import PROJECT_ROOT, SECRET, sha256, start_crawl, wait_until
 from tests.imageserver import Route
 
@@ -155,6 +156,46 @@ def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(
     assert [c for c in calls if c.method == "HEAD" and c.key.endswith(".jpg")]  # metadata only
     manifest = check_stored(bucket.objects(), bodies, expected)
     assert manifest["e"]["images"][0]["status"] == "downloaded"
+
+
+def test_azure_stores_each_content_once_and_a_new_state_adopts_objects_from_metadata(
+    server, crawl, corpus, azure_container
+):
+    posts, bodies, expected = corpus
+    bucket = azure_container
+
+    first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert first.returncode == EXIT_SOME_FAILED, first.stderr[-3000:]
+    objects = bucket.objects()
+    manifest = check_stored(objects, bodies, expected)
+    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
+    image_calls = [c for c in bucket.calls() if c.key.startswith("job/") and "/." not in c.key]
+    uploads = [c.key for c in image_calls if c.is_upload and c.key.endswith(".jpg")]
+    assert len(uploads) == len(set(uploads)) == 8  # one upload per distinct content
+    assert len([c for c in image_calls if c.is_copy]) == 2
+    assert json.loads(objects["summary.json"])["images/duplicate"] == 2
+    assert AZURITE_KEY not in first.stderr
+    assert not [n for n, data in objects.items() if AZURITE_KEY.encode() in data]
+
+    # A run killed before it mirrored its index, then its state lost: the
+    # objects are adopted from their metadata, no image is read or fetched.
+    container = bucket.client.get_container_client(bucket.name)
+    for name in [n for n in objects if n.startswith(".igimages/index/")]:
+        container.delete_blob(f"job/{name}")
+    shutil.rmtree(bucket.state_dir)
+    server.reset_counters()
+    before = len(bucket.calls())
+
+    rerun = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert rerun.returncode == EXIT_SOME_FAILED, rerun.stderr[-3000:]
+    assert [r.path for r in server.requests] == ["/gone.jpg"]
+    calls = bucket.calls()[before:]
+    assert not [c for c in calls if c.method == "GET" and c.key.endswith(".jpg")]
+    assert [c for c in calls if c.method == "HEAD" and c.key.endswith(".jpg")]  # metadata only
+    manifest = check_stored(bucket.objects(), bodies, expected)
+    assert statuses(manifest) == ["cached"] * 10 + ["failed"]
 
 
 def test_gcs_stores_each_content_once_and_a_new_state_reads_no_image(

@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from scrapy.crawler import Crawler
 from scrapy.settings import BaseSettings
@@ -46,7 +46,6 @@ from igimages.store.objects import Bucket, GCSBucket, ObstoreBucket
 SEGMENTS = f"{INDEX_DIR}/index/"
 PROBE = f"{INDEX_DIR}/writable"
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
-_META_PREFIX = "igimages-"
 _CONTENT_FIELDS = ("sha256", "width", "height", "format")
 
 
@@ -60,6 +59,9 @@ class _Segment:
 
 class BucketStore:
     """Everything but reaching the bucket, which each service's subclass does (``connect``)."""
+
+    #: How the names of an object's metadata begin (``x-amz-meta-igimages-sha256``...).
+    metadata_prefix: ClassVar[str] = "igimages-"
 
     def __init__(self, uri: StoreUri, settings: BaseSettings) -> None:
         self.uri = uri.identity
@@ -120,7 +122,7 @@ class BucketStore:
         content_type = CONTENT_TYPES.get(image.format, "application/octet-stream")
         async with self._uploads:
             await self.bucket.put_async(
-                self.prefix + image.path, data, _metadata(image), content_type
+                self.prefix + image.path, data, _metadata(image, self.metadata_prefix), content_type
             )
         self.index.record(image)
         self._sync_soon()
@@ -211,7 +213,7 @@ class BucketStore:
                 continue
             if meta is None:  # S3 and Azure listings carry no metadata: a HEAD each
                 meta = self.bucket.metadata(self.prefix + path)
-            if (image := _from_metadata(path, size, meta)) is not None:
+            if (image := _from_metadata(path, size, meta, self.metadata_prefix)) is not None:
                 adopted.append(image)
         self.index.record_all(adopted)
 
@@ -269,6 +271,8 @@ class AzureStore(BucketStore):
     identity, the Azure CLI); ``AZURE_STORAGE_ENDPOINT`` for an emulator or a
     private endpoint (``http://host:port/<account>``).
     """
+
+    metadata_prefix = "igimages_"  # Azure's metadata names are C# identifiers: no "-"
 
     @classmethod
     def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
@@ -360,17 +364,19 @@ def _cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
-def _metadata(image: StoredImage) -> dict[str, str]:
+def _metadata(image: StoredImage, prefix: str) -> dict[str, str]:
     """What an object carries about its content; a server-side copy keeps it."""
-    return {f"{_META_PREFIX}{name}": str(getattr(image, name)) for name in _CONTENT_FIELDS}
+    return {f"{prefix}{name}": str(getattr(image, name)) for name in _CONTENT_FIELDS}
 
 
-def _from_metadata(path: str, size: int, metadata: dict[str, str]) -> StoredImage | None:
+def _from_metadata(
+    path: str, size: int, metadata: dict[str, str], prefix: str
+) -> StoredImage | None:
     """The index record of the object at ``path``; None for objects not ours."""
     post, _, name = path.rpartition("/")
     position, _, rest = name.partition("_")
     key = rest.rpartition(".")[0]
-    content = {name: metadata.get(f"{_META_PREFIX}{name}") for name in _CONTENT_FIELDS}
+    content = {name: metadata.get(f"{prefix}{name}") for name in _CONTENT_FIELDS}
     if None in content.values() or not position.isdigit() or not key:
         return None
     return StoredImage(
