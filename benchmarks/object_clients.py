@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bucket import BUCKET, GCS, S3, Service
+from bucket import AZURITE_ACCOUNT, AZURITE_KEY, BUCKET, SERVICES, Service
 
 Batch = Callable[[list[str], bytes], None]
 
@@ -54,7 +54,7 @@ def botocore_s3(service: Service, threads: int) -> tuple[Batch, Batch]:
         aws_secret_access_key="bench", region_name="us-east-1",
         config=botocore.config.Config(max_pool_connections=threads),
     )  # fmt: skip
-    meta = {"igimages-sha256": "0" * 64}
+    meta = {"igimages_sha256": "0" * 64}
     return threaded(
         lambda key, data: client.put_object(
             Bucket=BUCKET, Key=key, Body=data, Metadata=meta, ContentType="image/jpeg"
@@ -71,7 +71,7 @@ def gcs_python(service: Service, threads: int) -> tuple[Batch, Batch]:
 
     def put(key: str, data: bytes) -> None:
         blob = bucket.blob(key)
-        blob.metadata = {"igimages-sha256": "0" * 64}
+        blob.metadata = {"igimages_sha256": "0" * 64}
         blob.upload_from_string(data, content_type="image/jpeg")
 
     def copy(key: str, to: str) -> None:
@@ -83,7 +83,7 @@ def gcs_python(service: Service, threads: int) -> tuple[Batch, Batch]:
 def obstore_batches(store, in_flight: int) -> tuple[Batch, Batch]:
     import obstore
 
-    attributes = {"Content-Type": "image/jpeg", "igimages-sha256": "0" * 64}
+    attributes = {"Content-Type": "image/jpeg", "igimages_sha256": "0" * 64}
 
     async def bounded(calls) -> None:
         limit = asyncio.Semaphore(in_flight)
@@ -110,13 +110,23 @@ def obstore_batches(store, in_flight: int) -> tuple[Batch, Batch]:
     return puts, copies
 
 
-def obstore_s3(service: Service, in_flight: int) -> tuple[Batch, Batch]:
+def obstore_s3(service: Service, in_flight: int, unsigned: bool = False) -> tuple[Batch, Batch]:
     from obstore.store import S3Store
 
     store = S3Store(
         BUCKET, endpoint=service.endpoint, access_key_id="bench", secret_access_key="bench",
-        region="us-east-1", virtual_hosted_style_request=False,
+        region="us-east-1", virtual_hosted_style_request=False, unsigned_payload=unsigned,
         client_options={"allow_http": True},
+    )  # fmt: skip
+    return obstore_batches(store, in_flight)
+
+
+def obstore_azure(service: Service, in_flight: int) -> tuple[Batch, Batch]:
+    from obstore.store import AzureStore
+
+    store = AzureStore(
+        BUCKET, endpoint=f"{service.endpoint}/{AZURITE_ACCOUNT}", account_name=AZURITE_ACCOUNT,
+        account_key=AZURITE_KEY, client_options={"allow_http": True},
     )  # fmt: skip
     return obstore_batches(store, in_flight)
 
@@ -124,7 +134,9 @@ def obstore_s3(service: Service, in_flight: int) -> tuple[Batch, Batch]:
 CLIENTS = {
     "botocore s3": ("s3", botocore_s3),
     "obstore s3": ("s3", obstore_s3),
+    "obstore s3 unsigned": ("s3", lambda service, n: obstore_s3(service, n, unsigned=True)),
     "google-cloud-storage gs": ("gs", gcs_python),
+    "obstore az": ("az", obstore_azure),
 }
 
 
@@ -137,8 +149,8 @@ def main() -> None:
     parser.add_argument("--clients", default=",".join(CLIENTS))
     args = parser.parse_args()
     names = args.clients.split(",")
-    services = {"s3": S3("s3"), "gs": GCS("gs")}
     needed = {CLIENTS[name][0] for name in names}
+    services = {scheme: SERVICES[scheme]() for scheme in needed}
     logs = Path(tempfile.mkdtemp(prefix="igimages-clients-"))
     data = os.urandom(args.size)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
