@@ -216,6 +216,7 @@ def main() -> None:
     expected = {image.sha256 for image in data.images}
     results: dict[str, list[tuple[float, float, float, float]]] = {store: [] for store in stores}
     n = data.references
+    failed: set[str] = set()
     try:
         for name, service in services.items():
             service.start(work / f"{name}.log")
@@ -246,6 +247,8 @@ def main() -> None:
                     stored = _check(service, f"{store}-r{round_}/", expected, problems)
                     line += f"; {stored} image objects checked"
                 print(line + (f"  PROBLEMS: {problems}" if problems else ""), flush=True)
+                if problems:
+                    failed.add(store)
                 results[store].append(
                     (n / wall, 1000 * cpu / n, 1000 * store_cpu / n, 1000 * server_cpu / n)
                 )
@@ -259,8 +262,8 @@ def main() -> None:
         rate, crawl_cpu, store_cpu, server_cpu = (
             statistics.median(r[i] for r in results[store]) for i in range(4)
         )
-        verdict = ""
-        if store != "folder" and folder:
+        verdict = "  FAILED: see its runs" if store in failed else ""
+        if store != "folder" and folder and not verdict:
             met = "met" if crawl_cpu <= 1.25 * folder else "NOT MET"
             verdict = f"  crawl CPU = {crawl_cpu / folder:.2f}x folder [{met}: 1.25x]"
         print(

@@ -70,6 +70,22 @@ def no_secret_anywhere(result, objects: dict[str, bytes]) -> None:
             assert SECRET.encode() not in data, name
 
 
+def check_stored_once(bucket, result, bodies, expected) -> dict[str, bytes]:
+    """A first crawl: each content uploaded once, copied to its other places; the objects."""
+    assert result.returncode == EXIT_SOME_FAILED, result.stderr[-3000:]
+    objects = bucket.objects()
+    manifest = check_stored(objects, bodies, expected)
+    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
+    image_calls = [c for c in bucket.calls() if c.key.startswith("job/") and "/." not in c.key]
+    uploads = [c.key for c in image_calls if c.is_upload and c.key.endswith(".jpg")]
+    assert len(uploads) == len(set(uploads)) == 8  # one upload per distinct content
+    assert len([c for c in image_calls if c.is_copy]) == 2
+    assert {sha256(objects[k.removeprefix("job/")]) for k in uploads} == {
+        sha256(b) for b in bodies.values()
+    }
+    return objects
+
+
 def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests(
     server, crawl, corpus, s3_bucket
 ):
@@ -78,18 +94,7 @@ def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests
 
     first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
 
-    assert first.returncode == EXIT_SOME_FAILED, first.stderr[-3000:]
-    objects = bucket.objects()
-    manifest = check_stored(objects, bodies, expected)
-    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
-    image_calls = [c for c in bucket.calls() if c.key.startswith("job/") and "/." not in c.key]
-    uploads = [c.key for c in image_calls if c.is_upload and c.key.endswith(".jpg")]
-    copies = [c.key for c in image_calls if c.is_copy]
-    assert len(uploads) == len(set(uploads)) == 8  # one upload per distinct content
-    assert len(copies) == 2
-    assert {sha256(objects[k.removeprefix("job/")]) for k in uploads} == {
-        sha256(b) for b in bodies.values()
-    }
+    objects = check_stored_once(bucket, first, bodies, expected)
     summary = json.loads(objects["summary.json"])
     assert summary["finish_reason"] == "finished"
     assert summary["images/downloaded"] == 8
@@ -166,14 +171,7 @@ def test_azure_stores_each_content_once_and_a_new_state_adopts_objects_from_meta
 
     first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
 
-    assert first.returncode == EXIT_SOME_FAILED, first.stderr[-3000:]
-    objects = bucket.objects()
-    manifest = check_stored(objects, bodies, expected)
-    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
-    image_calls = [c for c in bucket.calls() if c.key.startswith("job/") and "/." not in c.key]
-    uploads = [c.key for c in image_calls if c.is_upload and c.key.endswith(".jpg")]
-    assert len(uploads) == len(set(uploads)) == 8  # one upload per distinct content
-    assert len([c for c in image_calls if c.is_copy]) == 2
+    objects = check_stored_once(bucket, first, bodies, expected)
     assert json.loads(objects["summary.json"])["images/duplicate"] == 2
     assert AZURITE_KEY not in first.stderr
     assert not [n for n, data in objects.items() if AZURITE_KEY.encode() in data]
