@@ -342,6 +342,27 @@ def test_a_bucket_slower_than_the_cdn_holds_the_crawl_back(server, crawl, write_
     assert backlog <= 4, f"{backlog} images fetched and not yet stored"
 
 
+def test_credentials_from_an_aws_profile_file_reach_the_bucket(
+    server, crawl, write_posts, s3_bucket, tmp_path
+):
+    body = images.jpeg(seed=3)
+    posts = write_posts({"a": [server.add("/a.jpg", body)]})
+    profile = tmp_path / "credentials"
+    profile.write_text(f"[default]\naws_access_key_id = test\naws_secret_access_key = {SECRET}\n")
+    settings = [s for s in s3_bucket.settings if not s.startswith(("AWS_ACCESS", "AWS_SECRET"))]
+    env = {k: v for k, v in s3_bucket.env.items() if not k.startswith(("AWS_ACCESS", "AWS_SECRET"))}
+
+    result = crawl(
+        posts, *settings, target=s3_bucket.uri,
+        env={**env, "AWS_SHARED_CREDENTIALS_FILE": str(profile), "AWS_CONFIG_FILE": "/dev/null"},
+    )  # fmt: skip
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    [image] = jsonl(s3_bucket.objects()["manifest.jsonl"])[0]["images"]
+    assert sha256(s3_bucket.objects()[image["path"]]) == sha256(body)
+    assert SECRET not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("store", "message"),
     [

@@ -252,7 +252,7 @@ class S3Store(BucketStore):
         client = Client(
             uri.bucket,
             config=config,
-            client_options=_client_options(endpoint, settings.getbool("AWS_VERIFY", True), headers),
+            client_options=_client_options(endpoint, settings.get("AWS_VERIFY"), headers),
             retry_config=_retries(settings),
             credential_provider=None if "access_key_id" in config else _aws_profile(),
         )
@@ -287,7 +287,7 @@ class AzureStore(BucketStore):
         client = Client(
             uri.bucket,
             config=config,
-            client_options=_client_options(endpoint, True, {}),
+            client_options=_client_options(endpoint, None, {}),
             retry_config=_retries(settings),
         )
         return ObstoreBucket(client, uri.identity)
@@ -321,10 +321,13 @@ def _given(**config: str | None) -> dict[str, Any]:
     return {name: value for name, value in config.items() if value}
 
 
-def _client_options(endpoint: str, verify: bool, headers: dict[str, str]) -> dict[str, Any]:
+def _client_options(endpoint: str, verify: Any, headers: dict[str, str]) -> dict[str, Any]:
+    """HTTP for an ``http://`` endpoint; ``verify`` as botocore's: False, or a CA bundle's path."""
     options: dict[str, Any] = {"allow_http": endpoint.startswith("http://")}
-    if not verify:
+    if str(verify).lower() in ("false", "0"):
         options["allow_invalid_certificates"] = True
+    elif isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
+        options["root_certificate"] = verify
     if headers:
         options["default_headers"] = headers
     return options
