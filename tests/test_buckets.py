@@ -389,6 +389,26 @@ def test_a_store_that_cannot_be_used_is_one_line_before_any_download(
     assert not (PROJECT_ROOT / store.partition("/")[0]).exists()  # no "ftp:" folder made here
 
 
+def test_an_endpoint_that_is_no_url_is_one_line_before_any_download(
+    server, crawl, write_posts, s3_bucket
+):
+    posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
+
+    result = crawl(
+        posts, *s3_bucket.settings, "AWS_ENDPOINT_URL=http://exa mple.com",
+        env=s3_bucket.env, target=s3_bucket.uri,
+    )  # fmt: skip
+
+    assert result.returncode == EXIT_STOPPED
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith(f"error: {s3_bucket.uri.rstrip('/')}")
+    assert lines[0].endswith(": AWS_ENDPOINT_URL=http://exa mple.com: not an http(s) URL")
+    assert "panicked" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert server.requests == []
+
+
 def test_unreachable_endpoint_and_denied_access_are_one_line(server, crawl, write_posts, tmp_path):
     from tests.cloud import free_port, moto_command, s3_client, server_process
 

@@ -164,13 +164,13 @@ class FileFeed(CheckedStorage, AtomicFileFeedStorage):
 
 class BucketFeedStorage(BlockingFeedStorage):
     """A feed in a bucket, uploaded once complete (a PUT is atomic), by the same
-    client and credentials as the images (the ``connect`` of the store class
+    client and credentials as the images (the ``open_bucket`` of the store class
     ``IGIMAGES_STORES`` names for the scheme)."""
 
     def __init__(self, uri: str, settings: BaseSettings) -> None:
         target = StoreUri.parse(uri)
         self.key = target.prefix.rstrip("/")
-        self.bucket = store_class(target, settings).connect(target, settings)
+        self.bucket = store_class(target, settings).open_bucket(target, settings)
 
     @classmethod
     def from_crawler(

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 from scrapy.crawler import Crawler
 from scrapy.settings import BaseSettings
@@ -67,7 +68,7 @@ class BucketStore:
         self.uri = uri.identity
         self.prefix = uri.prefix
         self.sync_interval = settings.getfloat("IGIMAGES_INDEX_SYNC_INTERVAL")
-        self.bucket = self.connect(uri, settings)
+        self.bucket = self.open_bucket(uri, settings)
         self._uploads = asyncio.Semaphore(max(1, settings.getint("IGIMAGES_STORE_UPLOADS")))
         state = self.state_folder(uri, settings)
         self.index = ImageIndex.open(
@@ -96,8 +97,16 @@ class BucketStore:
         return cls(uri, crawler.settings)
 
     @classmethod
+    def open_bucket(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
+        """The bucket of ``uri`` (images, or a feed), or StoreError in one line that names it."""
+        try:
+            return cls.connect(uri, settings)
+        except Exception as exc:  # no credentials found, a setting the client refuses...
+            raise StoreError(f"{str(uri).rstrip('/')}: {str(exc).splitlines()[0]}") from None
+
+    @classmethod
     def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
-        """The bucket of ``uri``, reached as ``settings`` say; StoreError in one line if not."""
+        """The bucket of ``uri``, reached as ``settings`` say."""
         raise NotImplementedError
 
     @classmethod
@@ -238,7 +247,7 @@ class S3Store(BucketStore):
     def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
         from obstore.store import S3Store as Client
 
-        endpoint = settings.get("AWS_ENDPOINT_URL") or ""
+        endpoint = _endpoint(settings, "AWS_ENDPOINT_URL")
         config = _given(
             access_key_id=settings.get("AWS_ACCESS_KEY_ID"),
             secret_access_key=settings.get("AWS_SECRET_ACCESS_KEY"),
@@ -278,7 +287,7 @@ class AzureStore(BucketStore):
     def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
         from obstore.store import AzureStore as Client
 
-        endpoint = settings.get("AZURE_STORAGE_ENDPOINT") or ""
+        endpoint = _endpoint(settings, "AZURE_STORAGE_ENDPOINT")
         config = _given(
             account_name=settings.get("AZURE_STORAGE_ACCOUNT_NAME"),
             account_key=settings.get("AZURE_STORAGE_ACCOUNT_KEY"),
@@ -302,14 +311,11 @@ class GCSStore(BucketStore):
 
     @classmethod
     def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
-        try:
-            from google.cloud import storage
+        from google.cloud import storage
 
-            bucket = storage.Client(project=settings.get("GCS_PROJECT_ID")).bucket(uri.bucket)
-            threads = max(1, settings.getint("IGIMAGES_STORE_UPLOADS"))
-            policy = settings.get("FILES_STORE_GCS_ACL") or None
-        except Exception as exc:  # no credentials found, bad project...
-            raise StoreError(f"{uri.identity}: {str(exc).splitlines()[0]}") from None
+        bucket = storage.Client(project=settings.get("GCS_PROJECT_ID")).bucket(uri.bucket)
+        threads = max(1, settings.getint("IGIMAGES_STORE_UPLOADS"))
+        policy = settings.get("FILES_STORE_GCS_ACL") or None
         return GCSBucket(bucket, uri.identity, threads, policy)
 
     @classmethod
@@ -319,6 +325,16 @@ class GCSStore(BucketStore):
 
 def _given(**config: str | None) -> dict[str, Any]:
     return {name: value for name, value in config.items() if value}
+
+
+def _endpoint(settings: BaseSettings, name: str) -> str:
+    """The setting ``name``, an http(s) URL or nothing: the client cannot use anything else."""
+    endpoint = settings.get(name) or ""
+    parts = urlsplit(endpoint)
+    valid = parts.scheme in ("http", "https") and parts.hostname and endpoint.isprintable()
+    if endpoint and (not valid or " " in endpoint):
+        raise StoreError(f"{name}={endpoint}: not an http(s) URL")
+    return endpoint
 
 
 def _client_options(endpoint: str, verify: Any, headers: dict[str, str]) -> dict[str, Any]:

@@ -189,7 +189,8 @@ class _OneLine:
     def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
         if exc is None or isinstance(exc, (StoreError, asyncio.CancelledError, GeneratorExit)):
             return
-        if isinstance(exc, Exception):
+        # A panic in the client's Rust code reaches Python as a BaseException.
+        if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
             raise StoreError(f"{self.uri}: {self.message(exc)}") from None
 
 
