@@ -163,6 +163,7 @@ def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(
     assert manifest["e"]["images"][0]["status"] == "downloaded"
 
 
+@pytest.mark.timeout(300)  # the first run installs Azurite from npm
 def test_azure_stores_each_content_once_and_a_new_state_adopts_objects_from_metadata(
     server, crawl, corpus, azure_container
 ):
