@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -174,6 +175,7 @@ def main() -> None:
     finally:
         for scheme in needed:
             services[scheme].stop()
+        shutil.rmtree(logs, ignore_errors=True)
     print(f"\nmedians, client CPU ms ({args.objects} x {args.size} B, {args.in_flight} in flight):")
     for name in names:
         put_cpu = statistics.median(r[0] for r in results[name])
