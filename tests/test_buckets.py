@@ -95,6 +95,9 @@ def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests
     first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
 
     objects = check_stored_once(bucket, first, bodies, expected)
+    image = next(name for name in objects if name.endswith(".jpg"))
+    head = bucket.client.head_object(Bucket=bucket.name, Key=f"job/{image}")
+    assert (head["ContentType"], head["CacheControl"]) == ("image/jpeg", "max-age=172800")
     summary = json.loads(objects["summary.json"])
     assert summary["finish_reason"] == "finished"
     assert summary["images/downloaded"] == 8
