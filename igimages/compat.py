@@ -14,15 +14,12 @@ import aiohttp
 import scrapy
 from scrapy.core.downloader.handlers._aiohttp import AiohttpDownloadHandler
 from scrapy.core.scraper import Scraper
-from scrapy.pipelines.files import S3FilesStore
 from scrapy.utils._compression import _DecompressionMaxSizeExceeded
-from scrapy.utils.boto import _get_max_pool_connections
 
 __all__ = [
     "AiohttpDownloadHandler",
     "DecompressionMaxSizeExceeded",
     "check",
-    "max_pool_connections",
 ]
 
 #: The releases these were checked against (major.minor).
@@ -32,14 +29,11 @@ KNOWN_VERSIONS = {"scrapy": ("2.19",), "aiohttp": ("3.12", "3.13", "3.14")}
 #: private module in 2.19; igimages' handler extends it.
 #: A gzip bomb's error, raised by HttpCompressionMiddleware under DownloadCancelled.
 DecompressionMaxSizeExceeded = _DecompressionMaxSizeExceeded
-#: How many connections botocore's pool gets, as Scrapy's S3 store computes it.
-max_pool_connections = _get_max_pool_connections
 
 #: The attributes used, by the class that has them; ``check()`` looks for each.
 _ATTRIBUTES: tuple[tuple[Any, str], ...] = (
     (AiohttpDownloadHandler, "_DEFAULT_CONNECT_TIMEOUT"),
     (aiohttp.TCPConnector, "_resolve_host"),
-    (S3FilesStore, "_headers_to_botocore_kwargs"),
     (Scraper, "_check_if_closing"),
 )  # and two that instances get (the engine's ``_slot``, the connector's ``_resolver``)
 
@@ -64,13 +58,6 @@ async def resolve_host(handler: AiohttpDownloadHandler, host: str, port: int) ->
 
 def connect_timeout(handler: AiohttpDownloadHandler) -> float:
     return handler._DEFAULT_CONNECT_TIMEOUT  # type: ignore[attr-defined]
-
-
-# Scrapy's S3 store turns FILES_STORE_S3_HEADERS-style headers into botocore's arguments.
-
-
-def botocore_arguments(store: S3FilesStore, headers: dict[str, str]) -> dict[str, Any]:
-    return store._headers_to_botocore_kwargs(headers)  # type: ignore[attr-defined]
 
 
 # The engine re-checks for idleness only after responses, and for a finished

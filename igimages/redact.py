@@ -7,10 +7,10 @@ with ``(hidden)``:
 
 * what is known: the values of settings and environment variables whose
   names say they are secret (``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
-  ``*_PASSWORD``, ``*_TOKEN``, ``REDIS_PARAMS``' password...) and the password
-  of every URL in them (``REDIS_URL``, ``http_proxy``), in the forms a log
-  prints them in: as written, percent-encoded or decoded, escaped in a repr
-  or in JSON;
+  ``AZURE_STORAGE_ACCOUNT_KEY``, ``*_PASSWORD``, ``*_TOKEN``, ``REDIS_PARAMS``'
+  password...) and the password of every URL in them (``REDIS_URL``,
+  ``http_proxy``), in the forms a log prints them in: as written,
+  percent-encoded or decoded, escaped in a repr or in JSON;
 * what is not known in advance: the password of any
   ``scheme://user:password@host``, whatever characters it holds, and the
   values of credentials that HTTP clients dump at DEBUG (botocore's request
@@ -47,7 +47,7 @@ SHORTEST_SECRET = 6
 _SECRET_WORDS = (
     *("secret", "password", "passwd", "token", "credential", "private", "authorization"),
     *("cookie", "signature", "apikey", "api_key", "api-key", "keyid", "key_id", "key-id"),
-    *("encryption_key", "encryption-key"),
+    *("encryption_key", "encryption-key", "account_key", "account-key"),
 )
 _SECRET_NAME = re.compile("|".join(_SECRET_WORDS), re.IGNORECASE)
 _QUOTED = r"""b?(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""  # a str or bytes literal

@@ -29,15 +29,18 @@ IGIMAGES_STORES = {
     "": "igimages.store.folder.FolderStore",
     "s3": "igimages.store.buckets.S3Store",
     "gs": "igimages.store.buckets.GCSStore",
+    "az": "igimages.store.buckets.AzureStore",
 }
 IGIMAGES_CATALOG = "igimages.store.catalog.LocalCatalog"
 # IMAGES_STORE may be a bucket: s3://BUCKET/PREFIX/ (AWS_ACCESS_KEY_ID,
 # AWS_SECRET_ACCESS_KEY, AWS_REGION_NAME, AWS_ENDPOINT_URL for S3-compatible
 # services, or the usual environment and credential files) or
-# gs://BUCKET/PREFIX/ (GCS_PROJECT_ID, application default credentials).
-# Feeds and the summary then go into the bucket too. Uploads run in this many
-# threads; the index is kept in IGIMAGES_STATE_DIR (default: the user's cache
-# folder) and mirrored into the bucket every SYNC_INTERVAL seconds and at the end.
+# gs://BUCKET/PREFIX/ (GCS_PROJECT_ID, application default credentials) or
+# az://CONTAINER/PREFIX/ (AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY,
+# AZURE_STORAGE_ENDPOINT, or the usual environment). Feeds and the summary then
+# go into the bucket too. At most this many uploads at once; the index is kept
+# in IGIMAGES_STATE_DIR (default: the user's cache folder) and mirrored into
+# the bucket every SYNC_INTERVAL seconds and at the end.
 IGIMAGES_STORE_UPLOADS = 16
 IGIMAGES_STATE_DIR = ""
 IGIMAGES_INDEX_SYNC_INTERVAL = 60.0
@@ -57,8 +60,9 @@ FEED_EXPORTERS = {"failures": "igimages.outputs.feeds.FailuresExporter"}
 FEED_STORAGES = {  # whole or not at all; one that could not be stored is exit status 4
     "": "igimages.outputs.storages.FileFeed",
     "file": "igimages.outputs.storages.FileFeed",
-    "s3": "igimages.outputs.storages.S3Feed",
-    "gs": "igimages.outputs.storages.GCSFeed",
+    "s3": "igimages.outputs.storages.BucketFeed",
+    "gs": "igimages.outputs.storages.BucketFeed",
+    "az": "igimages.outputs.storages.BucketFeed",
 }
 FEED_EXPORT_ENCODING = "utf-8"
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need (requirements-debian.txt), only
 # those missing, for CI and developers alike: redis-server (one job on many
-# machines), chromium and chromium-driver (the report's pages, opened headless).
+# machines), chromium and chromium-driver (the report's pages, opened headless);
+# and Node with npm, which the tests use to install Azurite (az://), when no npm
+# is on the PATH (a machine may have Node from elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,9 @@ for package in "${PACKAGES[@]}"; do
     missing+=("$package")
   fi
 done
+if ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 if ((${#missing[@]})); then
   sudo=()
   if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi

@@ -1,10 +1,10 @@
-"""Real object stores on loopback for the tests: moto's S3 server and a GCS emulator.
+"""Real object stores on loopback for the tests: moto's S3 server, a GCS emulator, Azurite.
 
-``ApiFront`` sits between the crawl and either server: it forwards every
-request and records what the API was asked (an S3 upload and a server-side
-copy are both PUTs, the copy carries ``x-amz-copy-source``; a GCS upload
-names its object in its body), and it can refuse requests, as a bucket that
-stops accepting writes mid-crawl does.
+``ApiFront`` sits between the crawl and any of them: it forwards every
+request and records what the API was asked (an upload and a server-side copy
+are both PUTs, the copy carries ``x-amz-copy-source`` or, on Azure,
+``x-ms-copy-source``; a GCS upload names its object in its body), and it can
+refuse requests, as a bucket that stops accepting writes mid-crawl does.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ from urllib.parse import unquote, urlsplit
 #: Where the interpreter running the tests has its commands (moto_server and the
 #: GCS emulator come with the test requirements): any virtual environment, or none.
 SCRIPTS = Path(sysconfig.get_path("scripts"))
+#: npm packages the tests run as servers, installed here on first use (git ignores it).
+NODE_SERVERS = Path(__file__).parent / ".servers"
+AZURITE = "azurite@3.37.0"
+#: Azurite's well-known account and key (published: they open nothing but the emulator).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 def free_port() -> int:
@@ -131,7 +139,7 @@ class ApiFront:
             def _forward(self) -> None:
                 body = self._read_body()
                 parts = urlsplit(self.path)
-                copy_source = self.headers["x-amz-copy-source"]
+                copy_source = self.headers["x-amz-copy-source"] or self.headers["x-ms-copy-source"]
                 call = ApiCall(
                     self.command, unquote(parts.path), parts.query, copy_source, body[:4096]
                 )
@@ -242,3 +250,27 @@ def gcs_command(port: int) -> list[str]:
 
 def moto_command(port: int) -> list[str]:
     return [str(SCRIPTS / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+
+
+def azurite_command(port: int) -> list[str]:
+    """Azurite's Blob service, installed from npm the first time (Node and npm needed)."""
+    binary = NODE_SERVERS / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NODE_SERVERS), AZURITE],
+            check=True,
+            capture_output=True,
+        )
+    return [
+        str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+        "--inMemoryPersistence", "--skipApiVersionCheck", "--silent",
+    ]  # fmt: skip
+
+
+def azure_client(endpoint: str) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint}/{AZURITE_ACCOUNT};"
+    )

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,8 +18,12 @@ from urllib.parse import quote
 import pytest
 
 from tests.cloud import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
     ApiFront,
     GCSEmulator,
+    azure_client,
+    azurite_command,
     free_port,
     gcs_command,
     moto_command,
@@ -253,6 +257,18 @@ def gcs_emulator(tmp_path_factory) -> Iterator[GCSEmulator]:
         front.stop()
 
 
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory) -> Iterator[ApiFront]:
+    """Azurite's Blob service, once per session, behind a front that records each call."""
+    port = free_port()
+    command = azurite_command(port)
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    with server_process(command, port, log):
+        front = ApiFront(port)
+        yield front
+        front.stop()
+
+
 @dataclass
 class Bucket:
     """A new, empty bucket for one test, and the crawl settings that reach it."""
@@ -299,6 +315,21 @@ def gcs_bucket(gcs_emulator, tmp_path) -> GCSBucket:
     return GCSBucket(f"gs://{name}/job/", name, settings, env, client, state, gcs_emulator)
 
 
+@pytest.fixture
+def azure_container(azurite, tmp_path) -> AzureContainer:
+    name = new_bucket_name()
+    client = azure_client(f"http://127.0.0.1:{azurite.backend_port}")
+    client.create_container(name)
+    state = tmp_path / "state"
+    settings = [
+        f"AZURE_STORAGE_ENDPOINT={azurite.endpoint}/{AZURITE_ACCOUNT}",
+        f"AZURE_STORAGE_ACCOUNT_NAME={AZURITE_ACCOUNT}",
+        f"AZURE_STORAGE_ACCOUNT_KEY={AZURITE_KEY}",
+        f"IGIMAGES_STATE_DIR={state}",
+    ]
+    return AzureContainer(f"az://{name}/job/", name, settings, crawl_env(), client, state, azurite)
+
+
 @dataclass
 class S3Bucket(Bucket):
     front: ApiFront
@@ -327,3 +358,21 @@ class GCSBucket(Bucket):
             blob.name.removeprefix("job/"): blob.download_as_bytes()
             for blob in self.client.list_blobs(self.name, prefix="job/")
         }
+
+
+@dataclass
+class AzureContainer(Bucket):
+    front: ApiFront
+
+    def objects(self) -> dict[str, bytes]:
+        container = self.client.get_container_client(self.name)
+        return {
+            blob.name.removeprefix("job/"): container.download_blob(blob.name).readall()
+            for blob in container.list_blobs(name_starts_with="job/")
+        }
+
+    def calls(self) -> list[Any]:
+        """The calls on this container, with ``bucket``/``key`` as on S3 (account dropped)."""
+        account = f"/{AZURITE_ACCOUNT}"
+        calls = [replace(c, path=c.path.removeprefix(account)) for c in self.front.calls]
+        return [call for call in calls if call.bucket == self.name]

@@ -1,4 +1,4 @@
-"""Images straight into a bucket: moto's S3 server and a GCS emulator, on loopback."""
+"""Images straight into a bucket: moto's S3 server, a GCS emulator and Azurite, on loopback."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests import images
+from tests.cloud import AZURITE_KEY
 from tests.conftest import PROJECT_ROOT, SECRET, sha256, start_crawl, wait_until
 from tests.imageserver import Route
 
@@ -69,6 +70,22 @@ def no_secret_anywhere(result, objects: dict[str, bytes]) -> None:
             assert SECRET.encode() not in data, name
 
 
+def check_stored_once(bucket, result, bodies, expected) -> dict[str, bytes]:
+    """A first crawl: each content uploaded once, copied to its other places; the objects."""
+    assert result.returncode == EXIT_SOME_FAILED, result.stderr[-3000:]
+    objects = bucket.objects()
+    manifest = check_stored(objects, bodies, expected)
+    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
+    image_calls = [c for c in bucket.calls() if c.key.startswith("job/") and "/." not in c.key]
+    uploads = [c.key for c in image_calls if c.is_upload and c.key.endswith(".jpg")]
+    assert len(uploads) == len(set(uploads)) == 8  # one upload per distinct content
+    assert len([c for c in image_calls if c.is_copy]) == 2
+    assert {sha256(objects[k.removeprefix("job/")]) for k in uploads} == {
+        sha256(b) for b in bodies.values()
+    }
+    return objects
+
+
 def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests(
     server, crawl, corpus, s3_bucket
 ):
@@ -77,18 +94,10 @@ def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests
 
     first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
 
-    assert first.returncode == EXIT_SOME_FAILED, first.stderr[-3000:]
-    objects = bucket.objects()
-    manifest = check_stored(objects, bodies, expected)
-    assert statuses(manifest) == ["downloaded"] * 8 + ["duplicate"] * 2 + ["failed"]
-    image_calls = [c for c in bucket.calls() if c.key.startswith("job/") and "/." not in c.key]
-    uploads = [c.key for c in image_calls if c.is_upload and c.key.endswith(".jpg")]
-    copies = [c.key for c in image_calls if c.is_copy]
-    assert len(uploads) == len(set(uploads)) == 8  # one upload per distinct content
-    assert len(copies) == 2
-    assert {sha256(objects[k.removeprefix("job/")]) for k in uploads} == {
-        sha256(b) for b in bodies.values()
-    }
+    objects = check_stored_once(bucket, first, bodies, expected)
+    image = next(name for name in objects if name.endswith(".jpg"))
+    head = bucket.client.head_object(Bucket=bucket.name, Key=f"job/{image}")
+    assert (head["ContentType"], head["CacheControl"]) == ("image/jpeg", "max-age=172800")
     summary = json.loads(objects["summary.json"])
     assert summary["finish_reason"] == "finished"
     assert summary["images/downloaded"] == 8
@@ -155,6 +164,40 @@ def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(
     assert [c for c in calls if c.method == "HEAD" and c.key.endswith(".jpg")]  # metadata only
     manifest = check_stored(bucket.objects(), bodies, expected)
     assert manifest["e"]["images"][0]["status"] == "downloaded"
+
+
+@pytest.mark.timeout(300)  # the first run installs Azurite from npm
+def test_azure_stores_each_content_once_and_a_new_state_adopts_objects_from_metadata(
+    server, crawl, corpus, azure_container
+):
+    posts, bodies, expected = corpus
+    bucket = azure_container
+
+    first = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    objects = check_stored_once(bucket, first, bodies, expected)
+    assert json.loads(objects["summary.json"])["images/duplicate"] == 2
+    assert AZURITE_KEY not in first.stderr
+    assert not [n for n, data in objects.items() if AZURITE_KEY.encode() in data]
+
+    # A run killed before it mirrored its index, then its state lost: the
+    # objects are adopted from their metadata, no image is read or fetched.
+    container = bucket.client.get_container_client(bucket.name)
+    for name in [n for n in objects if n.startswith(".igimages/index/")]:
+        container.delete_blob(f"job/{name}")
+    shutil.rmtree(bucket.state_dir)
+    server.reset_counters()
+    before = len(bucket.calls())
+
+    rerun = crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
+
+    assert rerun.returncode == EXIT_SOME_FAILED, rerun.stderr[-3000:]
+    assert [r.path for r in server.requests] == ["/gone.jpg"]
+    calls = bucket.calls()[before:]
+    assert not [c for c in calls if c.method == "GET" and c.key.endswith(".jpg")]
+    assert [c for c in calls if c.method == "HEAD" and c.key.endswith(".jpg")]  # metadata only
+    manifest = check_stored(bucket.objects(), bodies, expected)
+    assert statuses(manifest) == ["cached"] * 10 + ["failed"]
 
 
 def test_gcs_stores_each_content_once_and_a_new_state_reads_no_image(
@@ -303,6 +346,27 @@ def test_a_bucket_slower_than_the_cdn_holds_the_crawl_back(server, crawl, write_
     assert backlog <= 4, f"{backlog} images fetched and not yet stored"
 
 
+def test_credentials_from_an_aws_profile_file_reach_the_bucket(
+    server, crawl, write_posts, s3_bucket, tmp_path
+):
+    body = images.jpeg(seed=3)
+    posts = write_posts({"a": [server.add("/a.jpg", body)]})
+    profile = tmp_path / "credentials"
+    profile.write_text(f"[default]\naws_access_key_id = test\naws_secret_access_key = {SECRET}\n")
+    settings = [s for s in s3_bucket.settings if not s.startswith(("AWS_ACCESS", "AWS_SECRET"))]
+    env = {k: v for k, v in s3_bucket.env.items() if not k.startswith(("AWS_ACCESS", "AWS_SECRET"))}
+
+    result = crawl(
+        posts, *settings, target=s3_bucket.uri,
+        env={**env, "AWS_SHARED_CREDENTIALS_FILE": str(profile), "AWS_CONFIG_FILE": "/dev/null"},
+    )  # fmt: skip
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    [image] = jsonl(s3_bucket.objects()["manifest.jsonl"])[0]["images"]
+    assert sha256(s3_bucket.objects()[image["path"]]) == sha256(body)
+    assert SECRET not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("store", "message"),
     [
@@ -327,6 +391,26 @@ def test_a_store_that_cannot_be_used_is_one_line_before_any_download(
     assert "Unclosed" not in result.stderr
     assert server.requests == []
     assert not (PROJECT_ROOT / store.partition("/")[0]).exists()  # no "ftp:" folder made here
+
+
+def test_an_endpoint_that_is_no_url_is_one_line_before_any_download(
+    server, crawl, write_posts, s3_bucket
+):
+    posts = write_posts({"a": [server.add("/a.jpg", images.jpeg(seed=1))]})
+
+    result = crawl(
+        posts, *s3_bucket.settings, "AWS_ENDPOINT_URL=http://exa mple.com",
+        env=s3_bucket.env, target=s3_bucket.uri,
+    )  # fmt: skip
+
+    assert result.returncode == EXIT_STOPPED
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith(f"error: {s3_bucket.uri.rstrip('/')}")
+    assert lines[0].endswith(": AWS_ENDPOINT_URL=http://exa mple.com: not an http(s) URL")
+    assert "panicked" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert server.requests == []
 
 
 def test_unreachable_endpoint_and_denied_access_are_one_line(server, crawl, write_posts, tmp_path):

@@ -281,3 +281,30 @@ def test_a_claim_on_bytes_being_saved_waits_and_takes_over_if_they_are_abandoned
     taken_over, placed = asyncio.run(claims())
     assert taken_over is None  # the waiting claim became the saver
     assert placed == second  # the next one is placed from what was stored
+
+
+def test_a_bucket_store_uploads_and_copies_on_the_loop_without_a_reactor(server, s3_bucket):
+    # The bucket's calls are awaitables of the running asyncio loop: no
+    # reactor, no thread pool is needed to store into it.
+    body = images.jpeg(seed=31)
+    urls = [server.add(f"/bucket/{i}.jpg", body) for i in range(3)]
+    settings = dict(setting.split("=", 1) for setting in s3_bucket.settings)
+
+    crawled = crawl_here({f"p{i}": [url] for i, url in enumerate(urls)}, s3_bucket.state_dir, **{
+        **settings, "IMAGES_STORE": s3_bucket.uri,
+    })  # fmt: skip
+
+    objects = s3_bucket.objects()
+    manifest = {
+        line["id"]: line["images"]
+        for line in map(json.loads, objects["manifest.jsonl"].decode().splitlines())
+    }
+    assert (
+        sorted(image[0]["status"] for image in manifest.values()) == [DOWNLOADED] + [DUPLICATE] * 2
+    )
+    for images_of_post in manifest.values():
+        assert sha256(objects[images_of_post[0]["path"]]) == sha256(body)
+    calls = [c for c in s3_bucket.calls() if c.key.endswith(".jpg")]
+    assert len([c for c in calls if c.is_upload]) == 1
+    assert len([c for c in calls if c.is_copy]) == 2
+    assert crawled.stats["igimages/images/duplicate"] == 2

@@ -54,7 +54,7 @@ def test_pip_installs_the_project_with_its_dependencies_declared(tmp_path):
     )
     assert "settings = igimages.settings" in shown.stdout, shown.stderr
     required = {line.split(">")[0].split("=")[0].split("<")[0] for line in shown.stdout.split()}
-    assert {"scrapy", "pillow", "botocore", "redis", "scrapy-redis"} <= required
+    assert {"scrapy", "pillow", "obstore", "redis", "scrapy-redis"} <= required
     # Installed, the project is found by its entry point's settings, from any folder.
     listed = subprocess.run(
         [sys.executable, "-m", "scrapy", "list"],

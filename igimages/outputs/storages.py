@@ -1,9 +1,10 @@
 """How a feed (and the summary) reaches a folder or a bucket: whole or not at all.
 
-The feed storages (``FileFeed``, ``S3Feed``, ``GCSFeed``, Scrapy's with a
-check) store a feed whole or not at all: a rewritten local feed appears when
-the crawl ends, instead of growing under its final name, and each output is
-named in the stats as written or not, so the crawl's exit status says so.
+The feed storages (``FileFeed``, Scrapy's with a check, and ``BucketFeed``,
+through the image store's own bucket client) store a feed whole or not at
+all: a rewritten local feed appears when the crawl ends, instead of growing
+under its final name, and each output is named in the stats as written or
+not, so the crawl's exit status says so.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ from typing import IO, Any, Self
 
 from scrapy import Spider
 from scrapy.crawler import Crawler
-from scrapy.extensions.feedexport import (
-    FileFeedStorage,
-    GCSFeedStorage,
-    S3FeedStorage,
-)
+from scrapy.extensions.feedexport import BlockingFeedStorage, FileFeedStorage
+from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.misc import build_from_crawler, load_object
@@ -30,7 +28,7 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.python.failure import Failure
 
 from igimages.atomic import PART, publish, remove_orphans, temporary_name
-from igimages.store import StoreUri
+from igimages.store import StoreUri, store_class
 
 #: Stat: the URI of each output (feed, summary) written, in the order they were.
 WRITTEN = "igimages/outputs/written"
@@ -164,12 +162,33 @@ class FileFeed(CheckedStorage, AtomicFileFeedStorage):
     """``FEED_STORAGES`` for a path or ``file://``."""
 
 
-class S3Feed(CheckedStorage, S3FeedStorage):
-    """``FEED_STORAGES`` for ``s3://``: uploaded once complete (a PUT is atomic)."""
+class BucketFeedStorage(BlockingFeedStorage):
+    """A feed in a bucket, uploaded once complete (a PUT is atomic), by the same
+    client and credentials as the images (the ``open_bucket`` of the store class
+    ``IGIMAGES_STORES`` names for the scheme)."""
+
+    def __init__(self, uri: str, settings: BaseSettings) -> None:
+        target = StoreUri.parse(uri)
+        self.key = target.prefix.rstrip("/")
+        self.bucket = store_class(target, settings).open_bucket(target, settings)
+
+    @classmethod
+    def from_crawler(
+        cls, crawler: Crawler, uri: str, *, feed_options: dict[str, Any] | None = None
+    ) -> Self:
+        return cls(uri, crawler.settings)
+
+    def _store_in_thread(self, file: IO[bytes]) -> None:
+        try:
+            file.seek(0)
+            self.bucket.put(self.key, file.read(), {}, "")
+        finally:
+            file.close()
+            self.bucket.close()
 
 
-class GCSFeed(CheckedStorage, GCSFeedStorage):
-    """``FEED_STORAGES`` for ``gs://``: uploaded once complete."""
+class BucketFeed(CheckedStorage, BucketFeedStorage):
+    """``FEED_STORAGES`` for ``s3://``, ``gs://`` and ``az://``."""
 
 
 def error_text(exc: BaseException) -> str:
@@ -179,8 +198,8 @@ def error_text(exc: BaseException) -> str:
 
 
 class WholeFile:
-    """A file beside the images (a folder, s3://, gs://), written through Scrapy's
-    feed storages: like the feeds, it replaces the previous one only once stored."""
+    """A file beside the images (a folder or a bucket), written through the feed
+    storages: like the feeds, it replaces the previous one only once stored."""
 
     def __init__(self, crawler: Crawler, uri: str) -> None:
         storages = crawler.settings.getwithbase("FEED_STORAGES")

@@ -1,112 +1,76 @@
-"""Images straight into a bucket: S3 (and S3-compatible services) or GCS.
+"""Images straight into a bucket: S3 (and S3-compatible services), GCS or Azure Blob Storage.
 
 A bucket store keeps the folder's promises with object storage:
 
 * an object appears whole or not at all (a PUT is atomic), under the same
   layout as on disk, with its sha256, dimensions and format as metadata;
 * identical bytes are uploaded once; other places get a server-side copy
-  (S3 ``CopyObject``, GCS rewrite), which moves no bytes through this machine;
+  (S3 ``CopyObject``, a GCS rewrite, Azure's Copy Blob), which moves no bytes
+  through this machine;
 * the index lives in a local state folder (``IGIMAGES_STATE_DIR``) for
   look-ups without a request, and is mirrored into the bucket as gzipped
   segments (``.igimages/index/*.jsonl.gz``): a run elsewhere, or with its
   state deleted, reads the segments, never an image, and on a new state also
   lists the objects to drop what is gone and adopt what a killed run stored
   but did not get to record (from the objects' metadata);
-* uploads run in a pool of ``IGIMAGES_STORE_UPLOADS`` threads, off the event
-  loop; a post is done only when its uploads are, so a bucket slower than the
-  CDN holds posts in the pipeline and the spider waits (backpressure).
+* uploads and copies are awaited on the crawl's event loop, at most
+  ``IGIMAGES_STORE_UPLOADS`` at once; a post is done only when its uploads
+  are, so a bucket slower than the CDN holds posts in the pipeline and the
+  spider waits (backpressure).
 
-Clients, credentials and endpoints come from Scrapy's own stores and
-settings (``S3FilesStore``: ``AWS_*``; ``GCSFilesStore``: ``GCS_PROJECT_ID``).
+The object calls themselves are ``igimages.store.objects``'; each service's
+class here says how to reach its bucket from Scrapy's settings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 from scrapy.crawler import Crawler
-from scrapy.pipelines.files import GCSFilesStore, S3FilesStore
 from scrapy.settings import BaseSettings
-from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
 
-from igimages.compat import botocore_arguments, max_pool_connections
 from igimages.store import StoreUri
 from igimages.store.index import FIELDS, INDEX_DIR, INDEX_NAME, ImageIndex, StoredImage, StoreError
+from igimages.store.objects import Bucket, GCSBucket, ObstoreBucket
 
 SEGMENTS = f"{INDEX_DIR}/index/"
 PROBE = f"{INDEX_DIR}/writable"
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
-_META_PREFIX = "igimages-"
 _CONTENT_FIELDS = ("sha256", "width", "height", "format")
-_T = TypeVar("_T")
-
-#: One object as a listing gives it: path under the prefix, size, metadata if
-#: the listing carries it (GCS does, S3 does not).
-Listed = tuple[str, int, dict[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
 class _Segment:
     name: str
     last_rowid: int
-    upload: tuple[str, bytes, dict[str, str], str]  # _put's arguments
+    key: str
+    data: bytes
 
 
 class BucketStore:
-    """Everything but the object calls, which each service's subclass makes.
+    """Everything but reaching the bucket, which each service's subclass does (``connect``)."""
 
-    Subclasses set ``bucket_name``, ``prefix`` and ``endpoint``, then call
-    ``_open(uri)``; their object calls run in worker threads and raise
-    ``StoreError`` in one line.
-    """
+    #: How the names of an object's metadata begin (``x-amz-meta-igimages-sha256``...).
+    metadata_prefix: ClassVar[str] = "igimages-"
 
-    STATE_DIR: ClassVar[str] = ""
-    UPLOADS: ClassVar[int] = 16
-    SYNC_INTERVAL: ClassVar[float] = 60.0
-
-    bucket_name: str
-    prefix: str
-    endpoint: str
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, uri: StoreUri) -> Self:
-        cls.configure(crawler.settings)
-        return cls(uri)
-
-    @classmethod
-    def configure(cls, settings: BaseSettings) -> None:
-        """Scrapy's settings into the class's attributes, as ``FilesPipeline`` does."""
-        BucketStore.UPLOADS = max(1, settings.getint("IGIMAGES_STORE_UPLOADS"))
-        BucketStore.SYNC_INTERVAL = settings.getfloat("IGIMAGES_INDEX_SYNC_INTERVAL")
-        BucketStore.STATE_DIR = settings.get("IGIMAGES_STATE_DIR") or ""
-
-    @classmethod
-    def state_folder(cls, uri: StoreUri, settings: BaseSettings) -> Path:
-        root = settings.get("IGIMAGES_STATE_DIR") or ""
-        return state_dir(uri, cls.endpoint_of(settings), root)
-
-    @classmethod
-    def endpoint_of(cls, settings: BaseSettings | None) -> str:
-        """The service the bucket is on, which names its local state with it."""
-        raise NotImplementedError
-
-    def _open(self, uri: StoreUri) -> None:
+    def __init__(self, uri: StoreUri, settings: BaseSettings) -> None:
         self.uri = uri.identity
-        self._pool = ThreadPool(minthreads=0, maxthreads=self.UPLOADS, name="igimages-store")
-        self._pool.start()
-        state = state_dir(uri, self.endpoint, self.STATE_DIR)
+        self.prefix = uri.prefix
+        self.sync_interval = settings.getfloat("IGIMAGES_INDEX_SYNC_INTERVAL")
+        self.bucket = self.open_bucket(uri, settings)
+        self._uploads = asyncio.Semaphore(max(1, settings.getint("IGIMAGES_STORE_UPLOADS")))
+        state = self.state_folder(uri, settings)
         self.index = ImageIndex.open(
             state / INDEX_NAME,
             lambda image: True,
@@ -114,9 +78,8 @@ class BucketStore:
             rebuilt="from the bucket's mirror of the index and a listing of its objects",
         )
         self._last_sync = time.monotonic()
-        self._syncing: Deferred[None] | None = None
+        self._syncing: asyncio.Future[None] | None = None
         try:
-            self._check()
             self._put(PROBE, b"", {}, "text/plain")  # refused writes show now, not mid-crawl
             self._sync_now()  # what a killed run here recorded but did not mirror
             self._read_segments()
@@ -125,9 +88,36 @@ class BucketStore:
                 self.index.set_state("reconciled", "yes")
             self.index.set_state("synced", str(self.index.last_rowid()))
         except BaseException:
-            self._pool.stop()
+            self.bucket.close()
             self.index.close()
             raise
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, uri: StoreUri) -> Self:
+        return cls(uri, crawler.settings)
+
+    @classmethod
+    def open_bucket(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
+        """The bucket of ``uri`` (images, or a feed), or StoreError in one line that names it."""
+        try:
+            return cls.connect(uri, settings)
+        except Exception as exc:  # no credentials found, a setting the client refuses...
+            raise StoreError(f"{str(uri).rstrip('/')}: {str(exc).splitlines()[0]}") from None
+
+    @classmethod
+    def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
+        """The bucket of ``uri``, reached as ``settings`` say."""
+        raise NotImplementedError
+
+    @classmethod
+    def endpoint_of(cls, settings: BaseSettings) -> str:
+        """The service the bucket is on, which names its local state with it."""
+        raise NotImplementedError
+
+    @classmethod
+    def state_folder(cls, uri: StoreUri, settings: BaseSettings) -> Path:
+        root = settings.get("IGIMAGES_STATE_DIR") or ""
+        return state_dir(uri, cls.endpoint_of(settings), root)
 
     # What the pipeline calls
 
@@ -135,57 +125,57 @@ class BucketStore:
         return None  # a new state adopts unrecorded objects when it opens (_reconcile)
 
     def read(self, path: str) -> bytes:
-        return self._get(path)
+        return self.bucket.get(self.prefix + path)
 
     async def save(self, image: StoredImage, data: bytes) -> None:
         content_type = CONTENT_TYPES.get(image.format, "application/octet-stream")
-        await self._in_thread(self._put, image.path, data, _metadata(image), content_type)
+        async with self._uploads:
+            await self.bucket.put_async(
+                self.prefix + image.path, data, _metadata(image, self.metadata_prefix), content_type
+            )
         self.index.record(image)
         self._sync_soon()
 
     async def place(self, source: StoredImage, image: StoredImage) -> None:
-        await self._in_thread(self._copy, source.path, image.path)
+        async with self._uploads:
+            await self.bucket.copy_async(self.prefix + source.path, self.prefix + image.path)
         self.index.record(image)
         self._sync_soon()
 
     async def close(self) -> None:
         try:
             if self._syncing is not None:  # let a periodic mirror finish first
-                await maybe_deferred_to_future(self._syncing)
+                await asyncio.wait([self._syncing])
             if (segment := self._next_segment()) is not None:
-                await self._in_thread(self._put, *segment.upload)
-                self._mirrored(segment)
+                await self._mirror(segment)
         finally:
-            self._pool.stop()
+            self.bucket.close()
             self.index.close()
 
-    async def _in_thread(self, call: Callable[..., _T], *args: Any) -> _T:
-        return await maybe_deferred_to_future(
-            deferToThreadPool(_reactor(), self._pool, call, *args)
-        )
-
     # The index's mirror in the bucket. SQLite is read and written on the
-    # event loop's thread only; the segment's upload runs in the pool.
+    # event loop's thread only; a segment is uploaded as an image is.
 
     def _sync_soon(self) -> None:
-        if self._syncing is not None or time.monotonic() - self._last_sync < self.SYNC_INTERVAL:
+        if self._syncing is not None or time.monotonic() - self._last_sync < self.sync_interval:
             return
         self._last_sync = time.monotonic()
         if (segment := self._next_segment()) is None:
             return
-        upload = deferToThreadPool(_reactor(), self._pool, self._put, *segment.upload)
-        upload.addCallback(lambda _: self._mirrored(segment))
-        upload.addErrback(lambda _: None)  # tried again at the next interval and at close
-        upload.addBoth(self._sync_finished)
-        if not upload.called:
-            self._syncing = upload
+        self._syncing = asyncio.ensure_future(self._mirror(segment))
+        self._syncing.add_done_callback(self._sync_finished)
 
-    def _sync_finished(self, _: Any) -> None:
+    def _sync_finished(self, syncing: asyncio.Future[None]) -> None:
         self._syncing = None
+        if not syncing.cancelled():
+            syncing.exception()  # tried again at the next interval and at close
+
+    async def _mirror(self, segment: _Segment) -> None:
+        await self.bucket.put_async(self.prefix + segment.key, segment.data, {}, "")
+        self._mirrored(segment)
 
     def _sync_now(self) -> None:
         if (segment := self._next_segment()) is not None:
-            self._put(*segment.upload)
+            self._put(segment.key, segment.data, {}, "")
             self._mirrored(segment)
 
     def _next_segment(self) -> _Segment | None:
@@ -195,8 +185,7 @@ class BucketStore:
             return None
         lines = "".join(json.dumps(_as_dict(image)) + "\n" for image in images)
         name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
-        data = gzip.compress(lines.encode(), 6)
-        return _Segment(name, last, (f"{SEGMENTS}{name}.jsonl.gz", data, {}, ""))
+        return _Segment(name, last, f"{SEGMENTS}{name}.jsonl.gz", gzip.compress(lines.encode(), 6))
 
     def _mirrored(self, segment: _Segment) -> None:
         self._remember_segment(segment.name)
@@ -210,7 +199,7 @@ class BucketStore:
             name = path.removeprefix(SEGMENTS).removesuffix(".jsonl.gz")
             if name in known:
                 continue
-            lines = gzip.decompress(self._get(path)).decode().splitlines()
+            lines = gzip.decompress(self.read(path)).decode().splitlines()
             self.index.record_all(StoredImage(**json.loads(line)) for line in lines if line)
             self._remember_segment(name)
 
@@ -231,200 +220,156 @@ class BucketStore:
         for path, (size, meta) in listed.items():
             if path in recorded:
                 continue
-            image = _from_metadata(path, size, self._head(path) if meta is None else meta)
-            if image is not None:
+            if meta is None:  # S3 and Azure listings carry no metadata: a HEAD each
+                meta = self.bucket.metadata(self.prefix + path)
+            if (image := _from_metadata(path, size, meta, self.metadata_prefix)) is not None:
                 adopted.append(image)
         self.index.record_all(adopted)
 
-    # Each service's object calls, made in worker threads.
-
-    def _check(self) -> None:
-        raise NotImplementedError
-
     def _put(self, path: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
-        raise NotImplementedError
+        self.bucket.put(self.prefix + path, data, metadata, content_type)
 
-    def _copy(self, source: str, path: str) -> None:
-        raise NotImplementedError
-
-    def _get(self, path: str) -> bytes:
-        raise NotImplementedError
-
-    def _head(self, path: str) -> dict[str, str]:
-        raise NotImplementedError
-
-    def _list(self, under: str) -> Iterator[Listed]:
-        raise NotImplementedError
+    def _list(self, under: str) -> Any:
+        for key, size, meta in self.bucket.list(self.prefix + under):
+            yield key.removeprefix(self.prefix), size, meta
 
 
-class S3Store(BucketStore, S3FilesStore):
-    """``s3://bucket/prefix/``, on AWS or any S3-compatible service (``AWS_ENDPOINT_URL``)."""
+class S3Store(BucketStore):
+    """``s3://bucket/prefix/``, on AWS or any S3-compatible service (``AWS_ENDPOINT_URL``).
 
-    def __init__(self, uri: StoreUri) -> None:
-        S3FilesStore.__init__(self, uri.identity)
-        self.bucket_name = self.bucket
-        self.endpoint = self.AWS_ENDPOINT_URL or "aws"
-        self._open(uri)
+    Credentials: Scrapy's ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
+    ``AWS_SESSION_TOKEN``, else the environment, a web identity, an instance
+    or container role, as obstore finds them, else an AWS profile (``~/.aws``,
+    ``AWS_PROFILE``) read through boto3 when it is installed.
+    """
 
     @classmethod
-    def configure(cls, settings: BaseSettings) -> None:
-        super().configure(settings)
-        for name in (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_ENDPOINT_URL",
-            "AWS_REGION_NAME",
-            "AWS_USE_SSL",
-            "AWS_VERIFY",
-        ):
-            setattr(cls, name, settings[name])
-        cls.POLICY = settings["FILES_STORE_S3_ACL"]
-        # One pooled connection per upload thread; Scrapy's default is the reactor's pool size.
-        cls.AWS_MAX_POOL_CONNECTIONS = max(max_pool_connections(settings), BucketStore.UPLOADS)
+    def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
+        from obstore.store import S3Store as Client
+
+        endpoint = _endpoint(settings, "AWS_ENDPOINT_URL")
+        config = _given(
+            access_key_id=settings.get("AWS_ACCESS_KEY_ID"),
+            secret_access_key=settings.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=settings.get("AWS_SESSION_TOKEN"),
+            region=settings.get("AWS_REGION_NAME") or os.environ.get("AWS_DEFAULT_REGION"),
+            endpoint=endpoint,
+        )
+        if endpoint:
+            config["virtual_hosted_style_request"] = False
+        headers = {"x-amz-acl": acl} if (acl := settings.get("FILES_STORE_S3_ACL")) else {}
+        client = Client(
+            uri.bucket,
+            config=config,
+            client_options=_client_options(endpoint, settings.get("AWS_VERIFY"), headers),
+            retry_config=_retries(settings),
+            credential_provider=None if "access_key_id" in config else _aws_profile(),
+        )
+        return ObstoreBucket(client, uri.identity)
 
     @classmethod
-    def endpoint_of(cls, settings: BaseSettings | None) -> str:
-        return (settings or {}).get("AWS_ENDPOINT_URL") or "aws"
-
-    def _call(self, operation: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.s3_client, operation)(Bucket=self.bucket, **kwargs)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = error.get("Code") or exc.response.get("ResponseMetadata", {}).get(
-                "HTTPStatusCode"
-            )
-            message = error.get("Message") or ""
-            if str(code) in _S3_CODES:
-                message = f"{_S3_CODES[str(code)]} ({message or code})"
-            raise StoreError(f"{self.uri}: {code} {message}") from None
-        except BotoCoreError as exc:  # unreachable endpoint, no credentials...
-            raise StoreError(f"{self.uri}: {exc}") from None
-
-    def _check(self) -> None:
-        self._call("head_bucket")
-
-    def _put(self, path: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
-        extra = botocore_arguments(self, self.HEADERS)
-        if content_type:
-            extra["ContentType"] = content_type
-        if self.POLICY:
-            extra["ACL"] = self.POLICY
-        self._call("put_object", Key=self.prefix + path, Body=data, Metadata=metadata, **extra)
-
-    def _copy(self, source: str, path: str) -> None:
-        copy_source = {"Bucket": self.bucket, "Key": self.prefix + source}
-        extra = {"ACL": self.POLICY} if self.POLICY else {}
-        self._call("copy_object", Key=self.prefix + path, CopySource=copy_source, **extra)
-
-    def _get(self, path: str) -> bytes:
-        return self._call("get_object", Key=self.prefix + path)["Body"].read()
-
-    def _head(self, path: str) -> dict[str, str]:
-        return self._call("head_object", Key=self.prefix + path)["Metadata"]
-
-    def _list(self, under: str) -> Iterator[Listed]:
-        token: dict[str, str] = {}
-        while True:
-            page = self._call("list_objects_v2", Prefix=self.prefix + under, **token)
-            for entry in page.get("Contents", []):
-                yield entry["Key"].removeprefix(self.prefix), entry["Size"], None
-            if not page.get("IsTruncated"):
-                return
-            token = {"ContinuationToken": page["NextContinuationToken"]}
+    def endpoint_of(cls, settings: BaseSettings) -> str:
+        return settings.get("AWS_ENDPOINT_URL") or "aws"
 
 
-_S3_CODES = {
-    "403": "access denied",
-    "404": "no such bucket",
-    "301": "the bucket is in another region: set AWS_REGION_NAME",
-}
+class AzureStore(BucketStore):
+    """``az://container/prefix/`` on Azure Blob Storage (``AZURE_STORAGE_*``).
+
+    ``AZURE_STORAGE_ACCOUNT_NAME`` and ``AZURE_STORAGE_ACCOUNT_KEY`` (settings
+    or environment), or any credential obstore finds (a SAS, a managed
+    identity, the Azure CLI); ``AZURE_STORAGE_ENDPOINT`` for an emulator or a
+    private endpoint (``http://host:port/<account>``).
+    """
+
+    metadata_prefix = "igimages_"  # Azure's metadata names are C# identifiers: no "-"
+
+    @classmethod
+    def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
+        from obstore.store import AzureStore as Client
+
+        endpoint = _endpoint(settings, "AZURE_STORAGE_ENDPOINT")
+        config = _given(
+            account_name=settings.get("AZURE_STORAGE_ACCOUNT_NAME"),
+            account_key=settings.get("AZURE_STORAGE_ACCOUNT_KEY"),
+            endpoint=endpoint,
+        )
+        client = Client(
+            uri.bucket,
+            config=config,
+            client_options=_client_options(endpoint, None, {}),
+            retry_config=_retries(settings),
+        )
+        return ObstoreBucket(client, uri.identity)
+
+    @classmethod
+    def endpoint_of(cls, settings: BaseSettings) -> str:
+        return settings.get("AZURE_STORAGE_ENDPOINT") or "azure"
 
 
-class GCSStore(BucketStore, GCSFilesStore):
+class GCSStore(BucketStore):
     """``gs://bucket/prefix/`` (``GCS_PROJECT_ID``; ``STORAGE_EMULATOR_HOST`` for an emulator)."""
 
-    def __init__(self, uri: StoreUri) -> None:
-        try:
-            GCSFilesStore.__init__(self, uri.identity)
-        except Exception as exc:  # no credentials found, bad project...
-            raise StoreError(f"{uri.identity}: {_gcs_message(exc)}") from None
-        self.bucket_name = self.bucket.name
-        self.endpoint = self.endpoint_of(None)
-        self._open(uri)
+    @classmethod
+    def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
+        from google.cloud import storage
+
+        bucket = storage.Client(project=settings.get("GCS_PROJECT_ID")).bucket(uri.bucket)
+        threads = max(1, settings.getint("IGIMAGES_STORE_UPLOADS"))
+        policy = settings.get("FILES_STORE_GCS_ACL") or None
+        return GCSBucket(bucket, uri.identity, threads, policy)
 
     @classmethod
-    def configure(cls, settings: BaseSettings) -> None:
-        super().configure(settings)
-        cls.GCS_PROJECT_ID = settings["GCS_PROJECT_ID"]
-        cls.POLICY = settings["FILES_STORE_GCS_ACL"] or None
-
-    @classmethod
-    def endpoint_of(cls, settings: BaseSettings | None) -> str:
+    def endpoint_of(cls, settings: BaseSettings) -> str:
         return os.environ.get("STORAGE_EMULATOR_HOST", "gcs")
 
-    def _call(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        try:
-            return call(*args, **kwargs)
-        except Exception as exc:
-            raise StoreError(f"{self.uri}: {_gcs_message(exc)}") from None
 
-    def _check(self) -> None:
-        self._call(self.bucket.reload)
-
-    def _put(self, path: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
-        blob = self.bucket.blob(self.prefix + path)
-        blob.cache_control = self.CACHE_CONTROL
-        blob.metadata = metadata
-        self._call(
-            blob.upload_from_string,
-            data,
-            content_type=content_type or "application/octet-stream",
-            predefined_acl=self.POLICY,
-        )
-
-    def _copy(self, source: str, path: str) -> None:
-        target = self.bucket.blob(self.prefix + path)
-        token = None
-        while True:  # a rewrite of a large object may take several calls
-            token, _done, _total = self._call(
-                target.rewrite, self.bucket.blob(self.prefix + source), token=token
-            )
-            if token is None:
-                return
-
-    def _get(self, path: str) -> bytes:
-        return self._call(self.bucket.blob(self.prefix + path).download_as_bytes)
-
-    def _head(self, path: str) -> dict[str, str]:
-        blob = self._call(self.bucket.get_blob, self.prefix + path)
-        return (blob.metadata or {}) if blob is not None else {}
-
-    def _list(self, under: str) -> Iterator[Listed]:
-        blobs = self._call(self.bucket.list_blobs, prefix=self.prefix + under)
-        for blob in self._call(list, blobs):
-            yield blob.name.removeprefix(self.prefix), blob.size, blob.metadata or {}
+def _given(**config: str | None) -> dict[str, Any]:
+    return {name: value for name, value in config.items() if value}
 
 
-def _gcs_message(exc: Exception) -> str:
-    code = getattr(exc, "code", None)
-    if str(code) in _GCS_CODES:
-        return f"{code} {_GCS_CODES[str(code)]}"
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return f"{code} {message}" if code else message.splitlines()[0]
+def _endpoint(settings: BaseSettings, name: str) -> str:
+    """The setting ``name``, an http(s) URL or nothing: the client cannot use anything else."""
+    endpoint = settings.get(name) or ""
+    parts = urlsplit(endpoint)
+    valid = parts.scheme in ("http", "https") and parts.hostname and endpoint.isprintable()
+    if endpoint and (not valid or " " in endpoint):
+        raise StoreError(f"{name}={endpoint}: not an http(s) URL")
+    return endpoint
 
 
-_GCS_CODES = {"403": "access denied", "404": "no such bucket", "401": "credentials refused"}
+def _client_options(endpoint: str, verify: Any, headers: dict[str, str]) -> dict[str, Any]:
+    """HTTP for an ``http://`` endpoint; ``verify`` as botocore's: False, or a CA bundle's path."""
+    options: dict[str, Any] = {"allow_http": endpoint.startswith("http://")}
+    if str(verify).lower() in ("false", "0"):
+        options["allow_invalid_certificates"] = True
+    elif isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
+        options["root_certificate"] = verify
+    if headers:
+        options["default_headers"] = headers
+    return options
 
 
-def _reactor() -> Any:
-    # Imported when used: importing it installs a reactor, which is Scrapy's to choose.
-    from twisted.internet import reactor
+def _retries(settings: BaseSettings) -> dict[str, Any]:
+    """As botocore counts them: ``AWS_MAX_ATTEMPTS`` tries in all (setting or environment)."""
+    attempts = settings.getint("AWS_MAX_ATTEMPTS") or int(os.environ.get("AWS_MAX_ATTEMPTS") or 4)
+    return {"max_retries": max(0, attempts - 1), "retry_timeout": timedelta(seconds=60)}
 
-    return reactor
+
+def _aws_profile() -> Any:
+    """Credentials from an AWS profile, when one is set up and boto3 can read it."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None  # obstore reads the environment itself
+    files = (
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials",
+        os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config",
+    )
+    if not os.environ.get("AWS_PROFILE") and not any(Path(f).expanduser().exists() for f in files):
+        return None  # obstore's own chain: a web identity, an instance or container role
+    try:
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError:
+        return None
+    return Boto3CredentialProvider()
 
 
 def state_dir(uri: StoreUri, endpoint: str, root: str = "") -> Path:
@@ -438,17 +383,19 @@ def _cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
-def _metadata(image: StoredImage) -> dict[str, str]:
+def _metadata(image: StoredImage, prefix: str) -> dict[str, str]:
     """What an object carries about its content; a server-side copy keeps it."""
-    return {f"{_META_PREFIX}{name}": str(getattr(image, name)) for name in _CONTENT_FIELDS}
+    return {f"{prefix}{name}": str(getattr(image, name)) for name in _CONTENT_FIELDS}
 
 
-def _from_metadata(path: str, size: int, metadata: dict[str, str]) -> StoredImage | None:
+def _from_metadata(
+    path: str, size: int, metadata: dict[str, str], prefix: str
+) -> StoredImage | None:
     """The index record of the object at ``path``; None for objects not ours."""
     post, _, name = path.rpartition("/")
     position, _, rest = name.partition("_")
     key = rest.rpartition(".")[0]
-    content = {name: metadata.get(f"{_META_PREFIX}{name}") for name in _CONTENT_FIELDS}
+    content = {name: metadata.get(f"{prefix}{name}") for name in _CONTENT_FIELDS}
     if None in content.values() or not position.isdigit() or not key:
         return None
     return StoredImage(
