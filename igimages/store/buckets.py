@@ -148,6 +148,7 @@ class BucketStore:
                 await asyncio.wait([self._syncing])
             if (segment := self._next_segment()) is not None:
                 await self._mirror(segment)
+            await self.bucket.disconnect()
         finally:
             self.bucket.close()
             self.index.close()

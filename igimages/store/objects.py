@@ -4,9 +4,10 @@
 HTTP, the signing and the TLS run outside the GIL on obstore's own threads,
 and an ``*_async`` call is an awaitable of the running asyncio loop, so an
 upload costs the crawl's interpreter little more than the call itself.
-``GCSBucket`` makes them with google-cloud-storage in worker threads: GCS
-is written through its JSON API, which obstore does not speak (it writes
-through the XML one).
+``GCSBucket`` makes them through GCS's JSON API, which obstore does not
+speak (it writes through the XML one, which no GCS server that runs here
+accepts): the crawl's uploads and copies as aiohttp requests on the loop,
+the rest through google-cloud-storage.
 
 Every call raises ``StoreError`` in one line that names the store and never
 a credential.
@@ -15,14 +16,20 @@ a credential.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from igimages.store.index import StoreError
 
 _T = TypeVar("_T")
+
+GCS_ATTEMPTS = 4  # tries of an upload or a copy, as google-cloud-storage's retries
+GCS_TRANSIENT = {408, 429, 500, 502, 503, 504}
 
 #: One object as a listing gives it: path under the bucket, size, metadata if
 #: the listing carries it (GCS does, S3 and Azure do not).
@@ -49,6 +56,9 @@ class Bucket(Protocol):
     ) -> None: ...
 
     async def copy_async(self, source: str, key: str) -> None: ...
+
+    async def disconnect(self) -> None:
+        """Close, on their loop, the connections the async calls opened."""
 
     def get(self, key: str) -> bytes: ...
 
@@ -108,6 +118,9 @@ class ObstoreBucket:
                 for entry in batch:
                     yield entry["path"], entry["size"], None
 
+    async def disconnect(self) -> None:
+        pass  # obstore's connections are its own
+
     def close(self) -> None:
         pass
 
@@ -116,13 +129,26 @@ class ObstoreBucket:
 
 
 class GCSBucket:
-    """A GCS bucket through google-cloud-storage; async calls run in ``threads`` threads."""
+    """A GCS bucket through google-cloud-storage, whose uploads and copies go on the loop.
+
+    The crawl's uploads and server-side copies are requests of GCS's JSON API
+    (the one google-cloud-storage speaks) sent by aiohttp on the running
+    loop: the client's own calls, in threads, cost the crawl three times a
+    folder's CPU per image. The rest (a feed, a probe, reads, listings) goes
+    through google-cloud-storage.
+    """
 
     def __init__(self, bucket: Any, uri: str, threads: int, policy: str | None) -> None:
         self.bucket = bucket
         self.uri = uri
         self.policy = policy
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="igimages-gcs")
+        connection = bucket.client._connection
+        self._api = f"{connection.API_BASE_URL}/storage/v1/b/{quote(bucket.name, safe='')}/o"
+        self._upload = f"{connection.API_BASE_URL}/upload/storage/v1/b/"
+        self._upload += f"{quote(bucket.name, safe='')}/o"
+        self._credentials = bucket.client._credentials
+        self._session: Any = None  # made on the loop it serves, at its first request
 
     def put(self, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
         blob = self.bucket.blob(key)
@@ -138,10 +164,30 @@ class GCSBucket:
     async def put_async(
         self, key: str, data: bytes, metadata: dict[str, str], content_type: str
     ) -> None:
-        await self._in_thread(self.put, key, data, metadata, content_type)
+        resource = {"name": key, "metadata": metadata}
+        resource["contentType"] = content_type or "application/octet-stream"
+        if cache_control := _cache_control(content_type):
+            resource["cacheControl"] = cache_control
+        boundary = f"igimages-{uuid.uuid4().hex}".encode()
+        body = b"".join([
+            b"--", boundary, b"\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n",
+            json.dumps(resource).encode(), b"\r\n--", boundary,
+            b"\r\nContent-Type: ", resource["contentType"].encode(), b"\r\n\r\n",
+            data, b"\r\n--", boundary, b"--\r\n",
+        ])  # fmt: skip
+        params = {"uploadType": "multipart", **self._acl()}
+        content = f"multipart/related; boundary={boundary.decode()}"
+        await self._request(self._upload, params, body, content)
 
     async def copy_async(self, source: str, key: str) -> None:
-        await self._in_thread(self._copy, source, key)
+        url = f"{self._api}/{quote(source, safe='')}/rewriteTo"
+        url += f"/b/{quote(self.bucket.name, safe='')}/o/{quote(key, safe='')}"
+        params = self._acl("destinationPredefinedAcl")
+        while True:  # a rewrite of a large object may take several calls
+            answer = await self._request(url, params, b"", "application/json")
+            if answer.get("done", True):
+                return
+            params = {**params, "rewriteToken": answer["rewriteToken"]}
 
     def get(self, key: str) -> bytes:
         with self._errors():
@@ -158,20 +204,52 @@ class GCSBucket:
         for blob in blobs:
             yield blob.name, blob.size, blob.metadata or {}
 
+    async def disconnect(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
     def close(self) -> None:
         self._threads.shutdown(wait=True)
 
-    def _copy(self, source: str, key: str) -> None:
-        target = self.bucket.blob(key)
-        token = None
-        with self._errors():
-            while True:  # a rewrite of a large object may take several calls
-                token, _done, _total = target.rewrite(self.bucket.blob(source), token=token)
-                if token is None:
-                    return
+    def _acl(self, name: str = "predefinedAcl") -> dict[str, str]:
+        return {name: self.policy} if self.policy else {}
 
-    async def _in_thread(self, call: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+    async def _request(self, url: str, params: dict[str, str], body: bytes, content: str) -> Any:
+        """POST, on the loop; a refusal that may pass (429, 5xx, no answer) is tried again."""
+        import aiohttp
+        from google.api_core.exceptions import from_http_status
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        with self._errors():
+            for attempt in range(GCS_ATTEMPTS):
+                headers = {"Content-Type": content, **await self._authorization()}
+                try:
+                    async with self._session.post(
+                        url, params=params, data=body, headers=headers
+                    ) as response:
+                        answer = await response.read()
+                        if response.status < 300:
+                            return json.loads(answer or b"{}")
+                        error = from_http_status(response.status, _gcs_reason(answer))
+                except aiohttp.ClientError as exc:
+                    error = exc
+                if getattr(error, "code", 500) not in GCS_TRANSIENT or attempt + 1 == GCS_ATTEMPTS:
+                    raise error
+                await asyncio.sleep(0.5 * 2**attempt)
+        return None
+
+    async def _authorization(self) -> dict[str, str]:
+        """The credentials' header, refreshed in a thread when the token has expired."""
+        if not self._credentials.valid:
+            from google.auth.transport.requests import Request
+
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._threads, self._credentials.refresh, Request())
+        headers: dict[str, str] = {}
+        self._credentials.apply(headers)
+        return headers
 
     def _errors(self) -> _OneLine:
         return _OneLine(self.uri, _gcs_message)
@@ -221,6 +299,14 @@ def _obstore_message(exc: BaseException) -> str:
     if any(sign in text for sign in _UNREACHABLE):
         return "Could not connect to the endpoint"
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _gcs_reason(answer: bytes) -> str:
+    """The message of a JSON API error's body, or its first line."""
+    try:
+        return str(json.loads(answer)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return answer.decode("utf-8", "replace").strip().splitlines()[0] if answer.strip() else ""
 
 
 def _gcs_message(exc: BaseException) -> str:
