@@ -479,11 +479,17 @@ def test_a_claim_of_a_worker_that_stopped_beating_is_taken_over(redis_server, jo
     client = job.client()
     claim = client.register_script(scripts.CLAIM)
     sha = "ab" * 32
-    keys = [job.key("images"), job.key("contents"), job.key("workers"), job.key(f"claim:{sha}")]
+    keys = [job.key("keys"), job.key("contents"), job.key("workers")]
     now = int(time.time() * 1000)
     client.zadd(job.key("workers"), {"storing": now + 30_000, "waiting": now + 30_000})
-    assert claim(keys, ["storing", 300_000, now, sha]) == [b"1"]
-    assert claim(keys, ["waiting", 300_000, now, sha]) == [b"0"]  # a live worker stores it
+    assert claim(keys, ["storing", now, now + 300_000, sha]) == [b"1"]
+    assert claim(keys, ["waiting", now, now + 300_000, sha]) == [b"0"]  # a live worker stores it
     client.zadd(job.key("workers"), {"storing": now - 1})  # it stopped beating
-    assert claim(keys, ["waiting", 300_000, now, sha]) == [b"1"]
-    assert client.get(keys[3]) == b"waiting"
+    assert claim(keys, ["waiting", now, now + 300_000, sha]) == [b"1"]
+    assert client.hget(keys[1], sha).endswith(b"!waiting")
+    # A claim past its deadline is taken over too, though its worker beats.
+    assert claim(keys, ["storing", now + 300_001, now + 600_000, sha]) == [b"1"]
+    # Once recorded, the content answers with its image.
+    client.hset(keys[0], "k1", f'["p",0,"k1","p/0_k1.jpg","{sha}",1,1,1,"JPEG"]')
+    client.hset(keys[1], sha, "k1")
+    assert claim(keys, ["waiting", now, now + 300_000, sha]) == [client.hget(keys[0], "k1")]
