@@ -379,7 +379,11 @@ def test_redis_lost_mid_job_stops_the_worker_and_the_same_command_completes(
     settings = [f"REDIS_URL={redis_server.url}", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
     try:
         worker = start_worker(store, *settings, posts=posts)
-        wait_until(lambda: len(server.requests) >= 8, timeout=60)
+
+        def some_stored() -> bool:
+            return len(server.requests) >= 8 and any(store.glob("post*/*.jpg"))
+
+        wait_until(some_stored, timeout=60)
         redis_server.kill()
         status, stderr = finish(worker)
         assert status == EXIT_STOPPED, stderr

@@ -71,14 +71,15 @@ return returned
 """
 
 # KEYS: leases, posts, queue, results, failed, counts, version
-# ARGV: worker, then for each post: id, result, failed ("1"/"0"), n, and n
-# pairs of counter and change. A post another worker has taken again is left
-# to that worker's ack; one put back in the queue meanwhile is taken out.
+# ARGV: worker, then for each post: id, result, failed ("1"; "0": no longer;
+# "": never), n, and n pairs of counter and change. A post another worker has
+# taken again is left to that worker's ack; one put back in the queue
+# meanwhile is taken out. The counters change once a call, by their sums.
 ACK = """
 local worker = ARGV[1]
-local i, acked = 2, 0
+local i, acked, changes = 2, 0, {}
 while i <= #ARGV do
-  local id, n = ARGV[i], tonumber(ARGV[i + 3])
+  local id, failed, n = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3])
   local owner = redis.call('HGET', KEYS[1], id)
   local mine = owner == worker
   if not owner and redis.call('HEXISTS', KEYS[2], id) == 1 then
@@ -89,17 +90,20 @@ while i <= #ARGV do
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     redis.call('HSET', KEYS[4], id, ARGV[i + 1])
-    if ARGV[i + 2] == '1' then
+    if failed == '1' then
       redis.call('SADD', KEYS[5], id)
-    else
+    elseif failed == '0' then
       redis.call('SREM', KEYS[5], id)
     end
     for j = i + 4, i + 2 + 2 * n, 2 do
-      redis.call('HINCRBY', KEYS[6], ARGV[j], ARGV[j + 1])
+      changes[ARGV[j]] = (changes[ARGV[j]] or 0) + tonumber(ARGV[j + 1])
     end
     acked = acked + 1
   end
   i = i + 4 + 2 * n
+end
+for counter, change in pairs(changes) do
+  if change ~= 0 then redis.call('HINCRBY', KEYS[6], counter, change) end
 end
 if acked > 0 then redis.call('INCR', KEYS[7]) end
 return acked
