@@ -483,7 +483,7 @@ def test_a_claim_of_a_worker_that_stopped_beating_is_taken_over(redis_server, jo
     client = job.client()
     claim = client.register_script(scripts.CLAIM)
     sha = "ab" * 32
-    keys = [job.key("keys"), job.key("contents"), job.key("workers")]
+    keys = [job.key("index"), job.key("contents"), job.key("workers")]
     now = int(time.time() * 1000)
     client.zadd(job.key("workers"), {"storing": now + 30_000, "waiting": now + 30_000})
     assert claim(keys, ["storing", now, now + 300_000, sha]) == [b"1"]

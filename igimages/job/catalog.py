@@ -95,19 +95,19 @@ class JobCatalog(LocalCatalog):
         k = keys
 
         async def find_all(image_keys: list[str]) -> Sequence[bytes | None]:
-            return await client.hmget(k.image_keys, image_keys)
+            return await client.hmget(k.index, image_keys)
 
         async def claim_all(shas: list[str]) -> Sequence[bytes]:
             now = int(time.time() * 1000)
             args = [worker, now, now + int(CLAIM_SECONDS * 1000), *shas]
-            return await claim([k.image_keys, k.contents, k.workers], args)
+            return await claim([k.index, k.contents, k.workers], args)
 
         async def record_all(images: list[StoredImage]) -> list[None]:
             held = {image.sha256: image.key for image in images if image.sha256 in self.storing}
             self.storing.difference_update(held)
             async with client.pipeline(transaction=False) as pipe:
                 for image in images:
-                    pipe.hsetnx(k.image_keys, image.key, _dump(image))
+                    pipe.hsetnx(k.index, image.key, _dump(image))
                 if held:  # each claim becomes the key of its image
                     pipe.hset(k.contents, mapping=held)
                 await pipe.execute()

@@ -85,8 +85,8 @@ class JobKeys:
 
     # The store's index (catalog.py)
     @property
-    def image_keys(self) -> str:  # hash: image key -> the first image stored under it
-        return self._key("keys")
+    def index(self) -> str:  # hash: image key -> the first image stored under it
+        return self._key("index")  # not "keys": earlier versions kept pointers there
 
     @property
     def contents(self) -> str:  # hash: sha256 -> the image key holding it, or its claim

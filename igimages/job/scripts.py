@@ -123,7 +123,7 @@ end
 return released
 """
 
-# KEYS: image_keys, contents, workers
+# KEYS: index, contents, workers
 # ARGV: worker, now (ms), the claim's deadline (ms), then each content's sha256
 # For each: the image already holding these bytes; else "1" if they are this
 # worker's to store (it now holds the claim), "0" if another live worker is
