@@ -2,13 +2,13 @@
 
 Each worker's store keeps its own index too (a folder's, a bucket's local
 state); Redis adds what the other workers stored, as little as that takes:
-the first image stored under each image key, and for each content (sha256)
-the image key whose image holds it. Before storing new bytes a worker claims
-their sha256 (the content's field holds the claim until the image is
-recorded); a worker that finds them claimed waits for the claimer to record
-them, then links or copies them; the claim of a worker that stopped beating
-is taken over. Where a post's own images are, the store's index and the
-post's results tell: Redis does not keep them by post.
+an image stored under each image key (the last recorded: any will do), and
+for each content (sha256) the image key whose image holds it. Before storing
+new bytes a worker claims their sha256 (the content's field holds the claim
+until the image is recorded); a worker that finds them claimed waits for the
+claimer to record them, then links or copies them; the claim of a worker
+that stopped beating is taken over. Where a post's own images are, the
+store's index and the post's results tell: Redis keeps nothing by post.
 
 The pipeline asks about every image of a post at once, and images finish
 one after another: what is asked or recorded within a few milliseconds goes
@@ -106,8 +106,7 @@ class JobCatalog(LocalCatalog):
             held = {image.sha256: image.key for image in images if image.sha256 in self.storing}
             self.storing.difference_update(held)
             async with client.pipeline(transaction=False) as pipe:
-                for image in images:
-                    pipe.hsetnx(k.index, image.key, _dump(image))
+                pipe.hset(k.index, mapping={image.key: _dump(image) for image in images})
                 if held:  # each claim becomes the key of its image
                     pipe.hset(k.contents, mapping=held)
                 await pipe.execute()

@@ -85,7 +85,7 @@ class JobKeys:
 
     # The store's index (catalog.py)
     @property
-    def index(self) -> str:  # hash: image key -> the first image stored under it
+    def index(self) -> str:  # hash: image key -> an image stored under it
         return self._key("index")  # not "keys": earlier versions kept pointers there
 
     @property
