@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -497,3 +498,70 @@ def test_a_claim_of_a_worker_that_stopped_beating_is_taken_over(redis_server, jo
     client.hset(keys[0], "k1", f'["p",0,"k1","p/0_k1.jpg","{sha}",1,1,1,"JPEG"]')
     client.hset(keys[1], sha, "k1")
     assert claim(keys, ["waiting", now, now + 300_000, sha]) == [client.hget(keys[0], "k1")]
+
+
+def test_a_worker_refused_more_of_a_host_asks_again_next_round_not_at_every_request(
+    redis_server, job
+):
+    """A host shared by many workers: each refused one asks Redis once a round."""
+    import asyncio
+
+    import redis.asyncio
+
+    from igimages.download.limits import FixedLimits
+    from igimages.job import scripts
+    from igimages.job.keys import JobKeys
+    from igimages.job.limits import JobShare
+
+    class Gate:  # requests for the host wait; none is in flight from this worker
+        def waiting_slots(self) -> set[str]:
+            return {"host"}
+
+        def in_flight_to(self, slot: str) -> int:
+            return 0
+
+        def ceiling(self, slot: str) -> float:
+            return 10
+
+        def admit(self) -> None:
+            pass
+
+    client = job.client()
+    now = int(time.time() * 1000)
+    client.zadd(job.key("workers"), {"other": now + 60_000, "me": now + 60_000})
+    client.hset(job.key("allot:host"), mapping={"a:other": 10, "w:other": 10})  # all of it
+    client.script_load(scripts.ALLOT)  # each question is then one call
+
+    def scripts_run() -> int:
+        return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+    async def scenario() -> list[int]:
+        connection = redis.asyncio.Redis.from_url(job.server.url)
+        own = {"host": 100.0}
+        asked: list[asyncio.Future[None]] = []
+        share = JobShare(
+            FixedLimits(own.__getitem__),
+            Gate(),
+            connection,
+            JobKeys(job.name),
+            "me",
+            lambda coroutine: asked.append(asyncio.ensure_future(coroutine)),
+        )
+        runs = [scripts_run()]
+
+        async def requests() -> None:  # each asks the gate's limit, 20 ms apart
+            for _ in range(15):
+                assert share.limit("host") == 0
+                await asyncio.sleep(0.02)
+            await asyncio.gather(*asked)
+            runs.append(scripts_run())
+
+        await requests()  # refused: one question, not one every 50 ms
+        own["host"] = 200.0
+        await requests()  # its own limit wants more than it asked: one more
+        await share.sync()  # the next round asks again
+        runs.append(scripts_run())
+        await connection.aclose()
+        return [after - before for before, after in itertools.pairwise(runs)]
+
+    assert asyncio.run(scenario()) == [1, 1, 1]
