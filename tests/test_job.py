@@ -171,14 +171,17 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
 
 def test_workers_on_two_machines_share_one_bucket(server, write_posts, job, s3_bucket, tmp_path):
     """Two workers with a state folder each, as on two machines, into one S3 bucket."""
+    # Slow enough that a worker's first posts keep its downloads waiting for longer
+    # than the other's start-up may lag behind: each then has posts to take.
+    slow = 0.5
     own = {f"/b{n}.jpg": images.jpeg(seed=3000 + n) for n in range(16)}
     for path, body in own.items():
-        server.add(path, Route(body, delay=SLOW))
-    same = server.add("/same.png", Route(images.png(seed=8), delay=SLOW))
+        server.add(path, Route(body, delay=slow))
+    same = server.add("/same.png", Route(images.png(seed=8), delay=slow))
     posts = write_posts({f"post{n}": [server.url(f"/b{n}.jpg"), same] for n in range(16)})
     bucket = s3_bucket.settings[:-1]  # each machine its own state folder:
     machines = [[*bucket, f"IGIMAGES_STATE_DIR={tmp_path / f'machine{m}'}"] for m in (1, 2)]
-    settings = ["CONCURRENT_REQUESTS_PER_DOMAIN=4", *job.settings]  # 1.2 s of answers at least
+    settings = ["CONCURRENT_REQUESTS_PER_DOMAIN=4", *job.settings]  # 2 s of answers at least
     waiting = start_worker(s3_bucket.uri, *machines[1], *settings, env=s3_bucket.env)
     feeding = start_worker(s3_bucket.uri, *machines[0], *settings, posts=posts, env=s3_bucket.env)
     results = [finish(worker) for worker in (feeding, waiting)]
