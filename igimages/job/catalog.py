@@ -11,9 +11,9 @@ that stopped beating is taken over. Where a post's own images are, the
 store's index and the post's results tell: Redis keeps nothing by post.
 
 The pipeline asks about every image of a post at once, and images finish
-one after another: what is asked together, or recorded within a few
-milliseconds, goes to Redis as one call (``_Batch``); finding and recording
-are plain commands, and only a claim, which decides, runs a script.
+one after another: what is asked together, or claimed or recorded within a
+few milliseconds, goes to Redis as one call (``_Batch``); finding and
+recording are plain commands, and only a claim, which decides, runs a script.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from igimages.store.index import FIELDS, ImageIndex, StoredImage
 
 CLAIM_SECONDS = 300.0  # a claim's lifetime, if its worker beats but never records
 WAIT_STEP = (0.02, 0.5)  # polling for a claimed content: first and longest step
-RECORD_DELAY = 0.02  # seconds a record waits to go with others
+BATCH_DELAY = 0.02  # seconds a claim or a record waits to go with others
 MINE, WAIT = b"1", b"0"
 _T = TypeVar("_T")
 
@@ -112,13 +112,12 @@ class JobCatalog(LocalCatalog):
                 await pipe.execute()
             return [None] * len(images)
 
-        # Questions go at the loop's next turn, with those asked in this one: a find
-        # that waited would keep its post from the downloads, and a worker whose
-        # posts are not there yet takes more (``JobWorker.posts``), leaving fewer
-        # for the other workers; a claim that waited would hold its post back.
+        # Finds go at the loop's next turn, with those asked in this one: a find that
+        # waited would keep its post from the downloads, and a worker whose posts are
+        # not there yet takes more (``JobWorker.posts``), leaving fewer for the others.
         self._find = _Batch(find_all, 0)
-        self._claim = _Batch(claim_all, 0)
-        self._record = _Batch(record_all, RECORD_DELAY)
+        self._claim = _Batch(claim_all, BATCH_DELAY)
+        self._record = _Batch(record_all, BATCH_DELAY)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, index: ImageIndex) -> Self:
