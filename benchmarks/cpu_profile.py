@@ -54,6 +54,7 @@ _OWN = (
     *(f"igimages/{part}" for part in ("inputs/", "spiders/", "pipeline/", "store/", "outputs/")),
     *(f"igimages/{name}.py" for name in ("items", "keys", "validation", "atomic", "runtime")),
     *_MIDDLEWARES,
+    "igimages/job/",
 )
 #: Where the rest goes, by the innermost frame of these (file prefixes, component).
 _LIBRARIES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -127,11 +128,15 @@ def component(frames: list[tuple[str, str]]) -> str:
             return "igimages: store, files"
         if file in _MIDDLEWARES:
             return "igimages: downloader middlewares"
+        if file.startswith("igimages/job/") or leaf.startswith("redis/"):
+            return "igimages: job (Redis calls)"
         if file.startswith(("igimages/inputs/", "igimages/spiders/")):
             return "igimages: reading posts"
         return "igimages: pipeline, items, progress"
     if any(file.startswith("scrapy/pipelines/") for file in files):
         return "Scrapy: media pipeline"
+    if any(file.startswith("redis/") for file in files):
+        return "igimages: job (Redis calls)"
     for file in reversed(files):  # the innermost frame of a known library
         for prefixes, name in _LIBRARIES:
             if file.startswith(prefixes):
@@ -154,6 +159,7 @@ def profile(client: str, args: argparse.Namespace, setting: Setting) -> dict:
         if measured.problems:
             raise SystemExit(f"{client}: {'; '.join(measured.problems[:3])}")
         cpu_ms.append(measured.cpu * 1000 / measured.images)
+        out = out.with_name(out.name + "-sampled")  # a job's name is its folder's: a new job
         shares += sample(run.commands(client, setting.posts_file, out), args.rate, raw)
         shutil.rmtree(out, ignore_errors=True)
     samples = sum(shares.values())
@@ -209,7 +215,7 @@ def main() -> None:
     add("--posts", type=int, default=run.DEFAULT_POSTS, help="posts in the corpus")
     args = parser.parse_args()
     clients = args.clients.split(",")
-    if bad := [c for c in clients if c not in run.CLIENTS or c in run.PROCESSES]:
+    if bad := [c for c in clients if c not in run.CLIENTS or run.PROCESSES.get(c, 1) > 1]:
         parser.error(f"not a single-process client of run.py: {', '.join(bad)}")
     if not PY_SPY.exists():
         raise SystemExit(f"no {PY_SPY.name} next to {sys.executable}: see the usage line")
@@ -218,6 +224,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="igimages-profile-", dir=run.ram_folder()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     server = run.Server(data.pool_dir, len(data.images), args.latency, 2 * args.latency)
+    if any(client in run.PROCESSES for client in clients):
+        run.REDIS = run.RedisServer()  # workers-1: one worker of a job
     try:
         setting = Setting(data, work / "posts.json", work, server)
         data.write_posts(setting.posts_file, server.base_url)
@@ -225,6 +233,8 @@ def main() -> None:
         report = {client: profile(client, args, setting) for client in clients}
     finally:
         server.stop()
+        if any(client in run.PROCESSES for client in clients):
+            run.REDIS.stop()
     shutil.rmtree(work, ignore_errors=True)  # kept, with the runs' logs, if one failed
 
     for client, result in report.items():

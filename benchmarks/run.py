@@ -64,7 +64,7 @@ PYCACHE = HERE / ".cache" / "pycache"
 RAM = Path("/dev/shm")
 RERUN = "scrapy-cached"  # scrapy-default again, over the folder it has just finished
 BASELINE = "@baseline"  # a crawl client again, run from the --baseline checkout
-BASELINES = ("scrapy-default", "scrapy-12", "scrapy-16", "scrapy-100")  # clients it applies to
+BASELINES = ("scrapy-default", "scrapy-12", "scrapy-16", "scrapy-100", *PROCESSES)  # it runs these
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 VERSIONS = ("scrapy", "twisted", "aiohttp", "requests", "pillow")
 BUSY = 0.1  # cores used by other processes that make a run's figures suspect
@@ -218,20 +218,24 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def counters(self) -> dict[str, float]:
-        """Its CPU seconds, commands, network bytes and memory so far."""
+        """Its CPU seconds, commands and network bytes so far."""
         import redis
 
         client = redis.Redis(port=self.port)
         info = client.info()
         keys = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
         scripts = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
-        counters = {k: info[k] for k in keys}
-        return {
-            "cpu": self.cpu(),
-            "used_memory": info["used_memory"],
-            "scripts": scripts,
-            **counters,
-        }
+        return {"cpu": self.cpu(), "scripts": scripts, **{k: info[k] for k in keys}}
+
+    def kept(self, job: str) -> int:
+        """The bytes the job ``job`` keeps in Redis: its keys' own, every field counted."""
+        import redis
+
+        client = redis.Redis(port=self.port)
+        return sum(
+            client.memory_usage(key, samples=0) or 0
+            for key in client.scan_iter(f"igimages:{job}:*", count=1000)
+        )
 
     def cpu(self) -> float:
         """CPU seconds (user + system) it has used so far."""
@@ -319,12 +323,12 @@ def commands(
         settings = [*settings, "AUTOTHROTTLE_ENABLED=False"]
     for setting in [*settings, *extra]:
         args += ["-s", setting]
-    if client not in PROCESSES:
+    if name not in PROCESSES:
         return [args]
     # The first worker queues the posts; the others take them from the job.
     args += ["-s", f"REDIS_URL={REDIS.url}", "-s", f"IGIMAGES_JOB={out.name}"]
     others = [arg for n, arg in enumerate(args) if arg != "-a" and args[n - 1] != "-a"]
-    return [args, *[others] * (PROCESSES[client] - 1)]
+    return [args, *[others] * (PROCESSES[name] - 1)]
 
 
 def measure(
@@ -343,9 +347,10 @@ def measure(
     of the run in ``Run.server``.
     """
     server.stats()  # start the server's counters afresh
+    job = client.removesuffix(BASELINE) in PROCESSES  # workers of a job: Redis measured too
     with open(out.with_name(out.name + ".log"), "ab") as log:
         busy_before = busy_seconds()
-        redis_before = REDIS.counters() if client in PROCESSES else {}
+        redis_before = REDIS.counters() if job else {}
         started_at, started = time.time(), time.perf_counter()
         processes = [
             subprocess.Popen(
@@ -362,8 +367,9 @@ def measure(
         wall, ended_at = time.perf_counter() - started, time.time()
         busy_after = busy_seconds()
         redis = {}
-        if client in PROCESSES:
+        if job:
             redis = {k: v - redis_before[k] for k, v in REDIS.counters().items()}
+            redis["kept"] = REDIS.kept(out.name)  # the job's name (commands())
     stats = server.stats(timeline=bool(extra))
     stats["started"] = started_at
     user = sum(usage.ru_utime for usage in usages)
@@ -403,7 +409,7 @@ def measure(
         for status in ("downloaded", "duplicate", "cached", "failed")
     }
     run.notes.append(", ".join(f"{count} {status}" for status, count in counts.items() if count))
-    if client in PROCESSES:  # what the job's Redis did per image
+    if job:  # what the job's Redis did per image
         per_image = {k: v / run.images for k, v in redis.items()}
         run.summary["redis_per_image"] = per_image
         run.notes.append(
@@ -413,7 +419,7 @@ def measure(
             f"({per_image['scripts']:.1f} script calls), "
             f"{per_image['total_net_input_bytes']:.0f} B in, "
             f"{per_image['total_net_output_bytes']:.0f} B out, "
-            f"{per_image['used_memory']:.0f} B kept"
+            f"{per_image['kept']:.0f} B kept"
         )
     if client == RERUN and stats["requests"]:
         run.problems.append(f"the re-run made {stats['requests']} requests")
@@ -540,10 +546,20 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
                 1000 * run.server["cpu_seconds"] / run.images for run in mine
             ),
             "bytes_ok": not any(run.problems for run in mine),
+            "redis_per_image": _median_counters(
+                [run.summary["redis_per_image"] for run in mine if "redis_per_image" in run.summary]
+            ),
             "notes": mine[-1].notes,
             "others_cores": max((run.others or 0.0) for run in mine),
         }
     return table
+
+
+def _median_counters(counters: list[dict[str, float]]) -> dict[str, float] | None:
+    """Each counter's median over the rounds (None: none measured)."""
+    if not counters:
+        return None
+    return {key: statistics.median(c[key] for c in counters) for key in counters[0]}
 
 
 def print_table(table: dict[str, dict[str, Any]]) -> None:
@@ -689,6 +705,7 @@ def targets(
             for c, value in rss.items()
         ),
     )
+    goals += job_targets(table)
     if large:
         goal(
             f"peak RSS at {large['posts']} posts within 20% of it at {large['base_posts']}",
@@ -714,6 +731,68 @@ def targets(
         if not row["bytes_ok"]
     ]
     goal("every stored file byte for byte", not failed, ", ".join(failed) or "every client")
+    return goals
+
+
+WORKER_CPU_RATIO = 1.15  # a worker's CPU per image, at most, over a plain crawl's
+WORKER_CPU_IMAGES = 10_000  # images a run needs for that: start-up must not dominate
+REDIS_IMAGES_PER_S = 20_000  # images a second one Redis serves, at least, on paper
+
+
+def job_targets(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A job's targets: a worker costs what a crawl costs, and Redis is not the ceiling.
+
+    Each ``NAME@baseline`` row run (``--baseline``) is quoted beside its own.
+    """
+    goals: list[dict[str, Any]] = []
+    worker, crawl = table.get("workers-1"), table.get("scrapy-100")
+    name = (
+        f"a worker of a job: CPU per image <= {WORKER_CPU_RATIO}x a plain crawl's "
+        f"(workers-1 vs scrapy-100, >= {WORKER_CPU_IMAGES:,} images)"
+    )
+    if worker and crawl:
+        figures = []
+        for suffix in ("", BASELINE):
+            one, plain = table.get("workers-1" + suffix), table.get("scrapy-100" + suffix)
+            if one and plain:
+                ratio = one["cpu_ms_per_image"] / plain["cpu_ms_per_image"]
+                figures.append(
+                    f"{'baseline: ' if suffix else ''}{one['cpu_ms_per_image']:.3f} vs "
+                    f"{plain['cpu_ms_per_image']:.3f} ms ({ratio:.3f}x)"
+                )
+        ratio = worker["cpu_ms_per_image"] / crawl["cpu_ms_per_image"]
+        long_enough = worker["images"] >= WORKER_CPU_IMAGES
+        figures[0] += f" at {worker['images']:,} images" + ("" if long_enough else ": too few")
+        goal = ratio <= WORKER_CPU_RATIO if long_enough else None
+        goals.append({"target": name, "met": goal, "figures": "; ".join(figures)})
+    else:
+        goals.append({"target": name, "met": None, "figures": "not run"})
+
+    name = (
+        f"one Redis serves >= {REDIS_IMAGES_PER_S:,} images/s on paper "
+        "(1 / its CPU per image, the most of workers-N)"
+    )
+    measured = {c: row["redis_per_image"] for c, row in table.items() if row["redis_per_image"]}
+    if measured:
+        figures = [
+            f"{client} {1 / counters['cpu']:,.0f} images/s: {1000 * counters['cpu']:.3f} CPU ms, "
+            f"{counters['total_commands_processed']:.1f} commands "
+            f"({counters['scripts']:.2f} script calls), "
+            f"{counters['total_net_input_bytes']:.0f} B in, "
+            f"{counters['total_net_output_bytes']:.0f} B out, "
+            f"{counters['kept']:.0f} B kept per image"
+            if counters["cpu"]
+            else f"{client}: no Redis CPU measured"
+            for client, counters in measured.items()
+        ]
+        worst = max(
+            (c["cpu"] for client, c in measured.items() if not client.endswith(BASELINE)),
+            default=0.0,
+        )
+        met = worst > 0 and 1 / worst >= REDIS_IMAGES_PER_S
+        goals.append({"target": name, "met": met, "figures": "; ".join(figures)})
+    else:
+        goals.append({"target": name, "met": None, "figures": "not run"})
     return goals
 
 
@@ -800,7 +879,7 @@ def parse_args() -> argparse.Namespace:
     add(
         "--baseline",
         type=Path,
-        help="a checkout of another revision: each crawl client (not a job's workers) runs "
+        help="a checkout of another revision: each crawl client (a job's workers too) runs "
         f"from it too, as NAME{BASELINE}, right after the same client from this tree",
     )
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -170,14 +171,17 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
 
 def test_workers_on_two_machines_share_one_bucket(server, write_posts, job, s3_bucket, tmp_path):
     """Two workers with a state folder each, as on two machines, into one S3 bucket."""
+    # Slow enough that a worker's first posts keep its downloads waiting for longer
+    # than the other's start-up may lag behind: each then has posts to take.
+    slow = 0.5
     own = {f"/b{n}.jpg": images.jpeg(seed=3000 + n) for n in range(16)}
     for path, body in own.items():
-        server.add(path, Route(body, delay=SLOW))
-    same = server.add("/same.png", Route(images.png(seed=8), delay=SLOW))
+        server.add(path, Route(body, delay=slow))
+    same = server.add("/same.png", Route(images.png(seed=8), delay=slow))
     posts = write_posts({f"post{n}": [server.url(f"/b{n}.jpg"), same] for n in range(16)})
     bucket = s3_bucket.settings[:-1]  # each machine its own state folder:
     machines = [[*bucket, f"IGIMAGES_STATE_DIR={tmp_path / f'machine{m}'}"] for m in (1, 2)]
-    settings = ["CONCURRENT_REQUESTS_PER_DOMAIN=4", *job.settings]  # 1.2 s of answers at least
+    settings = ["CONCURRENT_REQUESTS_PER_DOMAIN=4", *job.settings]  # 2 s of answers at least
     waiting = start_worker(s3_bucket.uri, *machines[1], *settings, env=s3_bucket.env)
     feeding = start_worker(s3_bucket.uri, *machines[0], *settings, posts=posts, env=s3_bucket.env)
     results = [finish(worker) for worker in (feeding, waiting)]
@@ -379,7 +383,11 @@ def test_redis_lost_mid_job_stops_the_worker_and_the_same_command_completes(
     settings = [f"REDIS_URL={redis_server.url}", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
     try:
         worker = start_worker(store, *settings, posts=posts)
-        wait_until(lambda: len(server.requests) >= 8, timeout=60)
+
+        def some_stored() -> bool:
+            return len(server.requests) >= 8 and any(store.glob("post*/*.jpg"))
+
+        wait_until(some_stored, timeout=60)
         redis_server.kill()
         status, stderr = finish(worker)
         assert status == EXIT_STOPPED, stderr
@@ -479,11 +487,84 @@ def test_a_claim_of_a_worker_that_stopped_beating_is_taken_over(redis_server, jo
     client = job.client()
     claim = client.register_script(scripts.CLAIM)
     sha = "ab" * 32
-    keys = [job.key("images"), job.key("contents"), job.key("workers"), job.key(f"claim:{sha}")]
+    keys = [job.key("index"), job.key("contents"), job.key("workers")]
     now = int(time.time() * 1000)
     client.zadd(job.key("workers"), {"storing": now + 30_000, "waiting": now + 30_000})
-    assert claim(keys, ["storing", 300_000, now, sha]) == [b"1"]
-    assert claim(keys, ["waiting", 300_000, now, sha]) == [b"0"]  # a live worker stores it
+    assert claim(keys, ["storing", now, now + 300_000, sha]) == [b"1"]
+    assert claim(keys, ["waiting", now, now + 300_000, sha]) == [b"0"]  # a live worker stores it
     client.zadd(job.key("workers"), {"storing": now - 1})  # it stopped beating
-    assert claim(keys, ["waiting", 300_000, now, sha]) == [b"1"]
-    assert client.get(keys[3]) == b"waiting"
+    assert claim(keys, ["waiting", now, now + 300_000, sha]) == [b"1"]
+    assert client.hget(keys[1], sha).endswith(b"!waiting")
+    # A claim past its deadline is taken over too, though its worker beats.
+    assert claim(keys, ["storing", now + 300_001, now + 600_000, sha]) == [b"1"]
+    # Once recorded, the content answers with its image.
+    client.hset(keys[0], "k1", f'["p",0,"k1","p/0_k1.jpg","{sha}",1,1,1,"JPEG"]')
+    client.hset(keys[1], sha, "k1")
+    assert claim(keys, ["waiting", now, now + 300_000, sha]) == [client.hget(keys[0], "k1")]
+
+
+def test_a_worker_refused_more_of_a_host_asks_again_next_round_not_at_every_request(
+    redis_server, job
+):
+    """A host shared by many workers: each refused one asks Redis once a round."""
+    import asyncio
+
+    import redis.asyncio
+
+    from igimages.download.limits import FixedLimits
+    from igimages.job import scripts
+    from igimages.job.keys import JobKeys
+    from igimages.job.limits import JobShare
+
+    class Gate:  # requests for the host wait; none is in flight from this worker
+        def waiting_slots(self) -> set[str]:
+            return {"host"}
+
+        def in_flight_to(self, slot: str) -> int:
+            return 0
+
+        def ceiling(self, slot: str) -> float:
+            return 10
+
+        def admit(self) -> None:
+            pass
+
+    client = job.client()
+    now = int(time.time() * 1000)
+    client.zadd(job.key("workers"), {"other": now + 60_000, "me": now + 60_000})
+    client.hset(job.key("allot:host"), mapping={"a:other": 10, "w:other": 10})  # all of it
+    client.script_load(scripts.ALLOT)  # each question is then one call
+
+    def scripts_run() -> int:
+        return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+    async def scenario() -> list[int]:
+        connection = redis.asyncio.Redis.from_url(job.server.url)
+        own = {"host": 100.0}
+        asked: list[asyncio.Future[None]] = []
+        share = JobShare(
+            FixedLimits(own.__getitem__),
+            Gate(),
+            connection,
+            JobKeys(job.name),
+            "me",
+            lambda coroutine: asked.append(asyncio.ensure_future(coroutine)),
+        )
+        runs = [scripts_run()]
+
+        async def requests() -> None:  # each asks the gate's limit, 20 ms apart
+            for _ in range(15):
+                assert share.limit("host") == 0
+                await asyncio.sleep(0.02)
+            await asyncio.gather(*asked)
+            runs.append(scripts_run())
+
+        await requests()  # refused: one question, not one every 50 ms
+        own["host"] = 200.0
+        await requests()  # its own limit wants more than it asked: one more
+        await share.sync()  # the next round asks again
+        runs.append(scripts_run())
+        await connection.aclose()
+        return [after - before for before, after in itertools.pairwise(runs)]
+
+    assert asyncio.run(scenario()) == [1, 1, 1]

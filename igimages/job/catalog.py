@@ -1,16 +1,19 @@
 """The store's index shared by every worker of a job, in Redis.
 
 Each worker's store keeps its own index too (a folder's, a bucket's local
-state); Redis adds what the other workers stored: an image by post, position
-and key, the first image stored under each key, and the first holding each
-content (sha256). Before storing new bytes a worker claims their sha256; a
-worker that finds them claimed waits for the claimer to record them, then
-links or copies them; the claim of a worker that stopped beating is taken
-over.
+state); Redis adds what the other workers stored, as little as that takes:
+an image stored under each image key (the last recorded: any will do), and
+for each content (sha256) the image key whose image holds it. Before storing
+new bytes a worker claims their sha256 (the content's field holds the claim
+until the image is recorded); a worker that finds them claimed waits for the
+claimer to record them, then links or copies them; the claim of a worker
+that stopped beating is taken over. Where a post's own images are, the
+store's index and the post's results tell: Redis keeps nothing by post.
 
 The pipeline asks about every image of a post at once, and images finish
-one after another: the questions asked together go to Redis as one call
-(``_Batch``), so a worker makes about one round trip per image, not three.
+one after another: what is asked together, or claimed or recorded within a
+few milliseconds, goes to Redis as one call (``_Batch``); finding and
+recording are plain commands, and only a claim, which decides, runs a script.
 """
 
 from __future__ import annotations
@@ -33,15 +36,15 @@ from igimages.store.index import FIELDS, ImageIndex, StoredImage
 
 CLAIM_SECONDS = 300.0  # a claim's lifetime, if its worker beats but never records
 WAIT_STEP = (0.02, 0.5)  # polling for a claimed content: first and longest step
-RECORD_DELAY = 0.02  # seconds records wait to go with others
+BATCH_DELAY = 0.02  # seconds a claim or a record waits to go with others
 MINE, WAIT = b"1", b"0"
 _T = TypeVar("_T")
 
 
 class _Batch:
-    """Calls of one script made within ``delay`` of each other, sent as one."""
+    """Calls of one kind made within ``delay`` of each other, sent to Redis as one."""
 
-    def __init__(self, send: Callable[[list[Any]], Awaitable[Sequence[Any]]], delay: float = 0):
+    def __init__(self, send: Callable[[list[Any]], Awaitable[Sequence[Any]]], delay: float):
         self.send = send
         self.delay = delay
         self.pending: list[tuple[Any, asyncio.Future[Any]]] = []
@@ -86,32 +89,35 @@ class JobCatalog(LocalCatalog):
         self.keys = keys
         self.worker = worker
         self.lost = lost  # stops the crawl
-        find = client.register_script(scripts.FIND)
+        self.storing: set[str] = set()  # contents this worker stores: recorded as they end
         claim = client.register_script(scripts.CLAIM)
-        record = client.register_script(scripts.RECORD)
         self._unclaim = client.register_script(scripts.UNCLAIM)
         k = keys
 
-        async def find_all(asked: list[tuple[str, str]]) -> Sequence[bytes]:
-            return await find([k.images, k.image_keys], [arg for pair in asked for arg in pair])
+        async def find_all(image_keys: list[str]) -> Sequence[bytes | None]:
+            return await client.hmget(k.index, image_keys)
 
         async def claim_all(shas: list[str]) -> Sequence[bytes]:
-            claims = [k.claim(sha) for sha in shas]
             now = int(time.time() * 1000)
-            args = [worker, int(CLAIM_SECONDS * 1000), now, *shas]
-            return await claim([k.images, k.contents, k.workers, *claims], args)
+            args = [worker, now, now + int(CLAIM_SECONDS * 1000), *shas]
+            return await claim([k.index, k.contents, k.workers], args)
 
         async def record_all(images: list[StoredImage]) -> list[None]:
-            claims = [k.claim(image.sha256) for image in images]
-            args: list[Any] = [worker]
-            for image in images:
-                args += [_place(image), _dump(image), image.key, image.sha256]
-            await record([k.images, k.image_keys, k.contents, *claims], args)
+            held = {image.sha256: image.key for image in images if image.sha256 in self.storing}
+            self.storing.difference_update(held)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hset(k.index, mapping={image.key: _dump(image) for image in images})
+                if held:  # each claim becomes the key of its image
+                    pipe.hset(k.contents, mapping=held)
+                await pipe.execute()
             return [None] * len(images)
 
-        self._find = _Batch(find_all)
-        self._claim = _Batch(claim_all)
-        self._record = _Batch(record_all, RECORD_DELAY)
+        # Finds go at the loop's next turn, with those asked in this one: a find that
+        # waited would keep its post from the downloads, and a worker whose posts are
+        # not there yet takes more (``JobWorker.posts``), leaving fewer for the others.
+        self._find = _Batch(find_all, 0)
+        self._claim = _Batch(claim_all, BATCH_DELAY)
+        self._record = _Batch(record_all, BATCH_DELAY)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, index: ImageIndex) -> Self:
@@ -122,14 +128,7 @@ class JobCatalog(LocalCatalog):
     async def find(self, post: str, position: int, key: str) -> StoredImage | None:
         if (found := await super().find(post, position, key)) is not None:
             return found
-        return self._usable(await self._redis(self._find((f"{post}/{position}/{key}", key))))
-
-    async def lookup(self, post: str, position: int, key: str) -> StoredImage | None:
-        if (found := await super().lookup(post, position, key)) is not None:
-            return found
-        place = f"{post}/{position}/{key}"
-        image = self._usable(await self._redis(self._find((place, ""))))
-        return image if image is not None and _place(image) == place else None
+        return self._usable(await self._redis(self._find(key)))
 
     async def claim(self, image: StoredImage) -> StoredImage | None:
         if (same := await super().claim(image)) is not None:
@@ -139,11 +138,10 @@ class JobCatalog(LocalCatalog):
         while (reply := await self._redis(self._claim(image.sha256))) == WAIT:
             await asyncio.sleep(step)
             step = min(2 * step, WAIT_STEP[1])
-        if reply == MINE:
-            return None
-        same = self._usable(reply)
+        same = None if reply == MINE else self._usable(reply)
         if same is None or same.path == image.path:
-            return None  # gone from the store, or this very place: store it again
+            self.storing.add(image.sha256)  # claimed, gone from the store, or this very place
+            return None
         await super().abandon(image)
         return same
 
@@ -152,8 +150,9 @@ class JobCatalog(LocalCatalog):
         await super().stored(image)
 
     async def abandon(self, image: StoredImage) -> None:
+        self.storing.discard(image.sha256)
         try:
-            await self._redis(self._unclaim([self.keys.claim(image.sha256)], [self.worker]))
+            await self._redis(self._unclaim([self.keys.contents], [self.worker, image.sha256]))
         finally:
             await super().abandon(image)
 
@@ -169,10 +168,6 @@ class JobCatalog(LocalCatalog):
             return None
         image = StoredImage(*json.loads(reply))
         return image if self.index.intact(image) else None
-
-
-def _place(image: StoredImage) -> str:
-    return f"{image.post}/{image.position}/{image.key}"
 
 
 def _dump(image: StoredImage) -> str:

@@ -85,19 +85,12 @@ class JobKeys:
 
     # The store's index (catalog.py)
     @property
-    def images(self) -> str:  # hash: "post/position/key" -> the stored image
-        return self._key("images")
+    def index(self) -> str:  # hash: image key -> an image stored under it
+        return self._key("index")  # not "keys": earlier versions kept pointers there
 
     @property
-    def image_keys(self) -> str:  # hash: image key -> "post/position/key" first stored
-        return self._key("keys")
-
-    @property
-    def contents(self) -> str:  # hash: sha256 -> "post/position/key" first stored
+    def contents(self) -> str:  # hash: sha256 -> the image key holding it, or its claim
         return self._key("contents")
-
-    def claim(self, sha256: str) -> str:  # string: the worker storing these bytes
-        return self._key(f"claim:{sha256}")
 
     # Politeness (limits.py)
     def allotments(self, slot: str) -> str:  # hash: a:<worker> allotted, w:<worker> wanted

@@ -6,7 +6,10 @@ ceiling (``CONCURRENT_REQUESTS_PER_DOMAIN``): the live workers that want
 some share it max-min fairly, and the allotments never add up to more than
 the ceiling, so neither do the requests in flight. A worker asks again every
 ``SYNC_INTERVAL`` for the hosts it uses (keeping no more than it wants, so
-others get their share) and at once when its own limit wants more.
+others get their share) and at once when its own limit wants more than it
+last asked for: a worker refused more waits for the next round, so that a
+host shared by many workers costs Redis a question per worker per round,
+not one per request.
 A ``Retry-After`` pause, and a refusal, seen by one worker are told to the
 others (``HostEvents``).
 """
@@ -33,7 +36,7 @@ from igimages.job.worker import JobWorker
 logger = logging.getLogger(__name__)
 
 SYNC_INTERVAL = 0.5  # seconds between a worker's questions for the hosts it uses
-ASK_INTERVAL = 0.05  # ...and at most this often for a host it wants more of
+ASK_INTERVAL = 0.05  # ...and at most this often for a host it wants more of than it asked
 REFUSAL_INTERVAL = 0.25  # seconds between a worker's messages of one host's refusals
 INF = float("inf")
 
@@ -62,6 +65,7 @@ class JobShare:
         self.shares: dict[str, int] = {}  # how many each host may have in flight from here
         self._asking: set[str] = set()
         self._asked_at: dict[str, float] = {}
+        self._wanted: dict[str, int] = {}  # what it last asked for, per host
         self.events: HostEvents | None = None
         self._allot = client.register_script(scripts.ALLOT)
 
@@ -77,7 +81,8 @@ class JobShare:
     def limit(self, slot: str) -> float:
         own = self.own.limit(slot)
         share = self.shares.get(slot, 0)
-        if own > share and self._may_ask(slot, ASK_INTERVAL):
+        wants_more = own > share and _count(own) > self._wanted.get(slot, 0)
+        if wants_more and self._may_ask(slot, ASK_INTERVAL):
             self.run(self._ask(slot, True))
         return min(own, share)
 
@@ -114,6 +119,7 @@ class JobShare:
         try:
             in_flight = self.gate.in_flight_to(slot)
             want = _count(self.own.limit(slot)) if wanted else in_flight
+            self._wanted[slot] = want
             ceiling = _count(self.gate.ceiling(slot))
             share = await self._allot(
                 [self.keys.allotments(slot), self.keys.workers],

@@ -125,8 +125,9 @@ class PostQueue:
                 change["posts/done"] += 1
             counters = [item for pair in change.items() if pair[1] for item in pair]
             line = {"id": post.id, "url": post.url, "images": images}
-            failed = has_failures(images)
-            args += [post.id, pack_result(line), int(failed), len(counters) // 2, *counters]
+            # A post with no earlier result is in no set of failed posts.
+            failed = "1" if has_failures(images) else "0" if blob else ""
+            args += [post.id, pack_result(line), failed, len(counters) // 2, *counters]
         keys = [k.leases, k.posts, k.queue, k.results, k.failed, k.counts, k.version]
         return await self._ack(keys, args)
 

@@ -71,14 +71,15 @@ return returned
 """
 
 # KEYS: leases, posts, queue, results, failed, counts, version
-# ARGV: worker, then for each post: id, result, failed ("1"/"0"), n, and n
-# pairs of counter and change. A post another worker has taken again is left
-# to that worker's ack; one put back in the queue meanwhile is taken out.
+# ARGV: worker, then for each post: id, result, failed ("1"; "0": no longer;
+# "": never), n, and n pairs of counter and change. A post another worker has
+# taken again is left to that worker's ack; one put back in the queue
+# meanwhile is taken out. The counters change once a call, by their sums.
 ACK = """
 local worker = ARGV[1]
-local i, acked = 2, 0
+local i, acked, changes = 2, 0, {}
 while i <= #ARGV do
-  local id, n = ARGV[i], tonumber(ARGV[i + 3])
+  local id, failed, n = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3])
   local owner = redis.call('HGET', KEYS[1], id)
   local mine = owner == worker
   if not owner and redis.call('HEXISTS', KEYS[2], id) == 1 then
@@ -89,17 +90,20 @@ while i <= #ARGV do
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     redis.call('HSET', KEYS[4], id, ARGV[i + 1])
-    if ARGV[i + 2] == '1' then
+    if failed == '1' then
       redis.call('SADD', KEYS[5], id)
-    else
+    elseif failed == '0' then
       redis.call('SREM', KEYS[5], id)
     end
     for j = i + 4, i + 2 + 2 * n, 2 do
-      redis.call('HINCRBY', KEYS[6], ARGV[j], ARGV[j + 1])
+      changes[ARGV[j]] = (changes[ARGV[j]] or 0) + tonumber(ARGV[j + 1])
     end
     acked = acked + 1
   end
   i = i + 4 + 2 * n
+end
+for counter, change in pairs(changes) do
+  if change ~= 0 then redis.call('HINCRBY', KEYS[6], counter, change) end
 end
 if acked > 0 then redis.call('INCR', KEYS[7]) end
 return acked
@@ -119,67 +123,43 @@ end
 return released
 """
 
-# KEYS: images, image_keys
-# ARGV: "post/position/key" and key, for each image
-# For each: the image stored for this post and position, else the first stored
-# under this key, else "".
-FIND = """
-local found = {}
-for i = 1, #ARGV, 2 do
-  local image = redis.call('HGET', KEYS[1], ARGV[i])
-  if not image then
-    local first = redis.call('HGET', KEYS[2], ARGV[i + 1])
-    image = first and redis.call('HGET', KEYS[1], first)
-  end
-  found[#found + 1] = image or ''
-end
-return found
-"""
-
-# KEYS: images, contents, workers, then each content's claim
-# ARGV: worker, claim's lifetime (ms), now (ms), then each content's sha256
+# KEYS: index, contents, workers
+# ARGV: worker, now (ms), the claim's deadline (ms), then each content's sha256
 # For each: the image already holding these bytes; else "1" if they are this
 # worker's to store (it now holds the claim), "0" if another live worker is
-# storing them. The claim of a worker that stopped beating is taken over.
+# storing them. A content's field is the image key whose image holds it, or
+# while it is being stored its claim, "!<deadline>!<worker>": the claim of a
+# worker that stopped beating, or past its deadline, is taken over.
 CLAIM = """
+local worker, now = ARGV[1], tonumber(ARGV[2])
+local claim = '!' .. ARGV[3] .. '!' .. worker
 local replies = {}
-for i = 4, #KEYS do
-  local reply = '0'
-  local first = redis.call('HGET', KEYS[2], ARGV[i])
-  local image = first and redis.call('HGET', KEYS[1], first)
-  if image then
-    reply = image
-  elseif redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    reply = '1'
-  else
-    local owner = redis.call('GET', KEYS[i])
-    local beat = owner and redis.call('ZSCORE', KEYS[3], owner)
-    if owner == ARGV[1] or not beat or tonumber(beat) < tonumber(ARGV[3]) then
-      redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-      reply = '1'
+for i = 4, #ARGV do
+  local sha, reply = ARGV[i], '1'
+  local held = redis.call('HGET', KEYS[2], sha)
+  if held and string.sub(held, 1, 1) == '!' then
+    local deadline, owner = string.match(held, '^!(%d+)!(.*)$')
+    local beat = redis.call('ZSCORE', KEYS[3], owner)
+    if owner ~= worker and tonumber(deadline) >= now and beat and tonumber(beat) >= now then
+      reply = '0'
     end
+  elseif held then
+    local image = redis.call('HGET', KEYS[1], held)
+    if image and string.find(image, sha, 1, true) then reply = image end
   end
+  if reply == '1' then redis.call('HSET', KEYS[2], sha, claim) end
   replies[#replies + 1] = reply
 end
 return replies
 """
 
-# KEYS: images, image_keys, contents, then each image's content's claim
-# ARGV: worker, then "post/position/key", image, key and sha256 for each image
-RECORD = """
-for i = 4, #KEYS do
-  local a = 2 + (i - 4) * 4
-  redis.call('HSET', KEYS[1], ARGV[a], ARGV[a + 1])
-  redis.call('HSETNX', KEYS[2], ARGV[a + 2], ARGV[a])
-  redis.call('HSETNX', KEYS[3], ARGV[a + 3], ARGV[a])
-  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
-end
-"""
-
-# KEYS: claim
-# ARGV: worker
+# KEYS: contents
+# ARGV: worker, sha256: this worker's claim on these bytes, given up
 UNCLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local held = redis.call('HGET', KEYS[1], ARGV[2])
+if held and string.match(held, '^!%d+!(.*)$') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+end
 """
 
 # KEYS: allotments (of one host), workers
