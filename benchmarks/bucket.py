@@ -149,7 +149,7 @@ class GCS(Service):
 
 
 class Azure(Service):
-    """Azurite's Blob service, installed from npm as the tests install it."""
+    """Azurite's Blob service, as the tests run it (scripts/install-system-packages.sh)."""
 
     def command(self) -> list[str]:
         return azurite_command(self.port)

@@ -29,9 +29,9 @@ from urllib.parse import unquote, urlsplit
 #: Where the interpreter running the tests has its commands (moto_server and the
 #: GCS emulator come with the test requirements): any virtual environment, or none.
 SCRIPTS = Path(sysconfig.get_path("scripts"))
-#: npm packages the tests run as servers, installed here on first use (git ignores it).
-NODE_SERVERS = Path(__file__).parent / ".servers"
-AZURITE = "azurite@3.37.0"
+#: npm packages the tests run as servers (package.json), installed there by
+#: scripts/install-system-packages.sh, as CI does (git ignores node_modules).
+NODE_SERVERS = Path(__file__).parent / "servers"
 #: Azurite's well-known account and key (published: they open nothing but the emulator).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -253,14 +253,10 @@ def moto_command(port: int) -> list[str]:
 
 
 def azurite_command(port: int) -> list[str]:
-    """Azurite's Blob service, installed from npm the first time (Node and npm needed)."""
+    """Azurite's Blob service (scripts/install-system-packages.sh installs it)."""
     binary = NODE_SERVERS / "node_modules" / ".bin" / "azurite-blob"
     if not binary.exists():
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NODE_SERVERS), AZURITE],
-            check=True,
-            capture_output=True,
-        )
+        raise RuntimeError(f"{binary} is missing: run scripts/install-system-packages.sh")
     return [
         str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
         "--inMemoryPersistence", "--skipApiVersionCheck", "--silent",
