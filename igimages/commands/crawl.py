@@ -84,8 +84,10 @@ class Command(ScrapyCrawlCommand):
         task = self.crawler_process.crawl(crawler, **opts.spargs, **prepared)
         task.add_done_callback(_say_why_it_could_not_start)
         self.crawler_process.start()
-        stats = crawler.stats.get_stats() if crawler.stats else {}
-        if self.crawler_process.bootstrap_failed:
+        # A crawl refused as it was set up (an add-on's OneLineError) has no stats.
+        failed_to_start = self.crawler_process.bootstrap_failed
+        stats = {} if failed_to_start else crawler.stats.get_stats()
+        if failed_to_start:
             self.exitcode = EXIT_STOPPED
         elif stats.get("finish_reason") == "bad_input":
             self.exitcode = EXIT_BAD_INPUT

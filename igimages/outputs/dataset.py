@@ -61,8 +61,8 @@ def require_pyarrow() -> None:
         import pyarrow  # noqa: F401
     except ImportError as exc:
         raise DatasetUnavailable(
-            f"IGIMAGES_DATASET=True needs pyarrow ({exc}): "
-            "pip install 'igimages[dataset]', or pip install pyarrow"
+            f"IGIMAGES_DATASET=True needs pyarrow, which cannot be imported ({exc}): "
+            "pip install 'igimages[dataset]' (or pip install pyarrow)"
         ) from None
 
 
