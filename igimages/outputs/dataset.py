@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
-from scrapy.exporters import BaseItemExporter, JsonLinesItemExporter
+from scrapy.exporters import BaseItemExporter
 
 from igimages.errors import OneLineError
 from igimages.items import FAILED
@@ -47,7 +47,7 @@ METADATA_FIELDS = (
     "status",
     "similar",
 )
-ROW_GROUP = 65_536  # rows of a Parquet row group
+ROW_GROUP = 65536  # rows of a Parquet row group
 BATCH = 4_096  # rows made into Arrow arrays at a time
 
 
@@ -193,14 +193,14 @@ class ImageFolderExporter(SpooledExporter):
     a line per stored image file (``file_name``: its path in the store) with its post."""
 
     def write(self, rows: Iterator[dict[str, Any]]) -> None:
-        lines = JsonLinesItemExporter(self.file, fields_to_export=METADATA_FIELDS, encoding="utf-8")
         for row in rows:
-            if row["status"] != FAILED:
-                # A post's missing URL is "": a column null in datasets' first rows
-                # would be typed null, and a later URL would then not load.
-                lines.export_item(
-                    {**row, "file_name": row["path"], "post_url": row["post_url"] or ""}
-                )
+            if row["status"] == FAILED:
+                continue
+            # A post's missing URL is "": a column null in datasets' first rows
+            # would be typed null, and a later URL would then not load.
+            row.update(file_name=row["path"], post_url=row["post_url"] or "")
+            line = {name: row[name] for name in METADATA_FIELDS}
+            self.file.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
 
 
 def _batches(rows: Iterator[dict[str, Any]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
