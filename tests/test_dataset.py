@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 
 from igimages.commands.report import write_report
+from igimages.items import Post
+from igimages.outputs.dataset import ImageFolderExporter
 from igimages.outputs.rows import hash_pairs, image_rows
 from igimages.outputs.storages import UNWRITTEN
 from igimages.similar import similar_groups
@@ -240,3 +242,22 @@ def test_rows_flatten_a_manifest_line_with_nulls_where_nothing_applies():
     assert first["reason"] is None
     assert (second["similar"], second["sha256"], second["reason"]) == (None, None, "timeout")
     assert list(hash_pairs([first, second])) == [("ab" * 32, "")]
+
+
+def test_a_post_without_url_has_an_empty_post_url_in_the_image_folder_metadata(tmp_path):
+    """datasets types a column by its first 10 MB of lines: a post URL null there
+    would make a later one fail to load, so a missing one is ""."""
+    output = io.BytesIO()
+    exporter = ImageFolderExporter(output, spool_folder=str(tmp_path))
+    image = {
+        "url": "u",
+        "position": 1,
+        "status": "downloaded",
+        "path": "p/1_k.jpg",
+        "sha256": "0" * 64,
+    }
+    exporter.export_item(Post("p", None, [], [image]))
+    exporter.finish_exporting()
+
+    (line,) = [json.loads(text) for text in output.getvalue().splitlines()]
+    assert (line["file_name"], line["post_url"]) == ("p/1_k.jpg", "")
