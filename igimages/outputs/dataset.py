@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import IO, TYPE_CHECKING, Any, Self
@@ -165,8 +166,9 @@ class SpooledExporter(BaseItemExporter):
         finally:
             self.spool.close()
 
+    @abstractmethod
     def write(self, rows: Iterator[dict[str, Any]]) -> None:
-        raise NotImplementedError
+        """Write the whole feed of ``rows`` into ``self.file``."""
 
 
 class ParquetExporter(SpooledExporter):
@@ -178,10 +180,10 @@ class ParquetExporter(SpooledExporter):
 
         schema = arrow_schema()
         with pq.ParquetWriter(self.file, schema, compression="zstd") as writer:
-            group: list[pa.RecordBatch] = []
+            group: list[pa.RecordBatch] = []  # a row group, made of a few batches
             for batch in _batches(rows, schema):
                 group.append(batch)
-                if sum(map(len, group)) >= ROW_GROUP:
+                if len(group) * BATCH >= ROW_GROUP:
                     writer.write_table(pa.Table.from_batches(group))
                     group = []
             if group:
