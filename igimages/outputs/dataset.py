@@ -48,7 +48,7 @@ METADATA_FIELDS = (
     "status",
     "similar",
 )
-ROW_GROUP = 65536  # rows of a Parquet row group
+ROW_GROUP = 65_536  # rows of a Parquet row group
 BATCH = 4_096  # rows made into Arrow arrays at a time
 
 
