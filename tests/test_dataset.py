@@ -113,6 +113,7 @@ def test_a_folder_store_loads_as_an_imagefolder_and_its_table_in_arrow(
     crawled = crawl_here(posts, store, IGIMAGES_DATASET=True)
     assert write_report(project_settings(store)) == 0  # report/ and its thumbnails too
     assert list((store / ".igimages" / "thumbs").rglob("*.jpg"))
+    (store / "report" / "chart.png").write_bytes(images.png(seed=9))  # an image not of a post
     manifest = read_jsonl(store / "manifest.jsonl")
 
     check_table(pq.read_table(store / "manifest.parquet"), manifest, bodies)
