@@ -1,7 +1,7 @@
 """Settings for igimages; each can be changed per run with ``-s NAME=VALUE``.
 
 The defaults suit a real CDN: fast enough to finish thousands of posts in
-minutes, polite enough not to be throttled for hours (see README).
+minutes, polite enough not to be throttled for hours (see docs/settings.md).
 """
 
 from importlib.util import find_spec
@@ -80,11 +80,11 @@ IGIMAGES_PATH_KEY_HOSTS = ["cdninstagram.com", "fbcdn.net"]
 # DownloadGateMiddleware (Scrapy applies neither to media requests). Under
 # them each host's own limit follows its answers (AUTOTHROTTLE_ENABLED below).
 # 100 is where one crawl process runs out of CPU on two cores, and several
-# times what fills a 300 Mbit/s link at 100 ms (README: "Settings").
+# times what fills a 300 Mbit/s link at 100 ms (docs/settings.md).
 CONCURRENT_REQUESTS = 100
 CONCURRENT_REQUESTS_PER_DOMAIN = 100
 # uvloop's event loop where it is installed (not on Windows): about 5% less CPU
-# per image than asyncio's own, measured by the benchmark (README: "Speed").
+# per image than asyncio's own, measured by the benchmark (docs/speed.md).
 ASYNCIO_EVENT_LOOP = "uvloop.Loop" if find_spec("uvloop") else None
 DOWNLOADER_MIDDLEWARES = {
     "igimages.download.retry.BackoffRetryMiddleware": 550,
@@ -112,7 +112,7 @@ IGIMAGES_HOST_LIMITS = {}
 # --- One job on many machines ---------------------------------------------------
 # REDIS_URL=redis://HOST:6379/0 makes a crawl a worker of the job IGIMAGES_JOB
 # (default: the store): it queues its -a posts= input for the job, if any,
-# then takes the job's posts from Redis (igimages.job, README "Many machines"):
+# then takes the job's posts from Redis (igimages.job, docs/many-machines.md):
 # the job's add-on puts the job's classes in IGIMAGES_POSTS, IGIMAGES_CATALOG,
 # IGIMAGES_HOST_LIMITS, EXTENSIONS (JobWorker) and ADDONS (the job writes the
 # store's feeds when it ends, in StoreFeeds' place).
