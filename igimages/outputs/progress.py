@@ -16,9 +16,9 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
 from igimages import signals as igimages_signals
-from igimages.download.adaptive import pushback_summary
-from igimages.download.gate import DownloadGateMiddleware
-from igimages.download.limits import GateView
+from igimages.fetch.adaptive import pushback_summary
+from igimages.fetch.gate import DownloadGateMiddleware
+from igimages.fetch.limits import GateView
 from igimages.items import STATUSES
 from igimages.outputs.storages import UNWRITTEN, error_text, store_whole
 from igimages.units import duration, size
