@@ -156,3 +156,41 @@ def test_from_a_running_event_loop_as_in_a_notebook(server, tmp_path):
     assert ran.stdout.strip() == "1", ran.stderr
     [stored] = Path(tmp_path / "store", "n").iterdir()
     assert stored.read_bytes() == body
+
+
+def test_in_a_notebook_progress_is_a_bar_under_the_cell(server, tmp_path):
+    """A real Jupyter kernel runs a cell that calls the API twice: both calls finish and
+    the cell's output holds a progress bar at its end for each."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    bodies = [images.jpeg(seed=200 + i) for i in range(3)]
+    urls = [server.add(f"/api/nb/{i}.jpg", body) for i, body in enumerate(bodies)]
+    store = tmp_path / "store"
+    cell = textwrap.dedent(
+        f"""
+        import igimages
+        posts = [{{"id": "nb", "media": {{"images": {urls!r}}}}}]
+        first = igimages.download(posts, {str(store)!r}, progress_interval=0.05)
+        second = igimages.download(posts, {str(store)!r}, progress_interval=0.05)
+        print(first.counts["downloaded"], second.counts["cached"])
+        """
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    NotebookClient(notebook, timeout=60, kernel_name="python3", resources={
+        "metadata": {"path": str(PROJECT_ROOT)}
+    }).execute(env=crawl_env())  # fmt: skip
+
+    outputs = notebook.cells[0].outputs
+    printed = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream")
+    assert "3 3" in printed.splitlines()
+    bars = [
+        o["data"]["text/html"]
+        for o in outputs
+        if o["output_type"] == "display_data" and "text/html" in o.get("data", {})
+    ]
+    assert len(bars) == 2
+    assert all('<progress value="3" max="3">' in bar for bar in bars)
+    assert "3/3 images (100%)" in bars[0]
+    assert "0 downloaded, 3 cached" in bars[1]
+    assert [path.read_bytes() for path in sorted((store / "nb").iterdir())] == bodies
