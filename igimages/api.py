@@ -47,6 +47,8 @@ from igimages.store import FOLDER, StoreUri, store_class
 #: Keyword options that are the spider's arguments (``-a``), not settings.
 SPIDER_ARGUMENTS = ("format", "id_field", "image_fields", "url_field")
 
+logger = logging.getLogger(__name__)
+
 PostsInput = str | os.PathLike[str] | Iterable[Mapping[str, Any]]
 
 
@@ -191,6 +193,7 @@ def _crawl_in_thread(
     loop_class = values.get("ASYNCIO_EVENT_LOOP")
     loop = load_object(loop_class)() if loop_class else asyncio.new_event_loop()
     outcome: list[BaseException | None] = []
+    finished = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
@@ -202,17 +205,21 @@ def _crawl_in_thread(
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            finished.set()
 
     thread = threading.Thread(target=run, name="igimages-crawl", daemon=True)
     thread.start()
     interrupted = False
-    while thread.is_alive():
+    # Waited for on an event, not with join(): a join that Ctrl-C interrupts can
+    # take the thread for finished when it is not (Python before 3.13).
+    while not finished.is_set():
         try:
-            thread.join(0.1)
+            finished.wait(0.1)
         except KeyboardInterrupt:
             if interrupted:
                 raise
             interrupted = True
+            logger.info("Interrupted: stopping once the downloads in flight end (again: at once)")
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(crawler.stop_async()))
     if interrupted:
         raise KeyboardInterrupt

@@ -7,16 +7,26 @@ error paths compare the exception's line with what ``scrapy crawl`` prints.
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 import igimages
 from tests import images
-from tests.conftest import PROJECT_ROOT, crawl_command, crawl_env, sha256
+from tests.conftest import (
+    PROJECT_ROOT,
+    crawl_command,
+    crawl_env,
+    read_jsonl,
+    sha256,
+    wait_until,
+)
 from tests.imageserver import Route
 
 pytestmark = pytest.mark.timeout(60)
@@ -194,3 +204,44 @@ def test_in_a_notebook_progress_is_a_bar_under_the_cell(server, tmp_path):
     assert "3/3 images (100%)" in bars[0]
     assert "0 downloaded, 3 cached" in bars[1]
     assert [path.read_bytes() for path in sorted((store / "nb").iterdir())] == bodies
+
+
+def test_ctrl_c_stops_the_crawl_cleanly_then_raises(server, tmp_path):
+    """As the command's first Ctrl-C: downloads in flight finish, the feeds are whole,
+    then the program gets its KeyboardInterrupt."""
+    bodies = {f"/api/slow/{n}.jpg": images.jpeg(seed=300 + n) for n in range(60)}
+    urls = [server.add(path, Route(body, delay=0.4)) for path, body in bodies.items()]
+    posts = [{"id": f"p{n}", "media": {"images": urls[n : n + 3]}} for n in range(0, 60, 3)]
+    store = tmp_path / "store"
+    script = textwrap.dedent(
+        f"""
+        import igimages
+        try:
+            igimages.download({posts!r}, {str(store)!r}, concurrent_requests=6)
+        except KeyboardInterrupt:
+            print("interrupted")
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=crawl_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: len(server.requests) >= 12)
+
+    process.send_signal(signal.SIGINT)
+    stopped_at = time.monotonic()
+    stdout, stderr = process.communicate(timeout=20)
+
+    assert time.monotonic() - stopped_at < 5, stderr
+    assert stdout.strip() == "interrupted", stderr
+    manifest = read_jsonl(store / "manifest.jsonl")  # every line is whole JSON
+    assert 0 < len(manifest) < 20, stderr
+    for post in manifest:
+        for image in post["images"]:
+            path = image["url"].split("/", 3)[3]
+            assert (store / image["path"]).read_bytes() == bodies[f"/{path}"]
+    assert json.loads((store / "summary.json").read_text())["finish_reason"] == "shutdown"
