@@ -245,3 +245,22 @@ def test_ctrl_c_stops_the_crawl_cleanly_then_raises(server, tmp_path):
             path = image["url"].split("/", 3)[3]
             assert (store / image["path"]).read_bytes() == bodies[f"/{path}"]
     assert json.loads((store / "summary.json").read_text())["finish_reason"] == "shutdown"
+
+
+def test_into_a_bucket_the_result_reads_its_feeds_from_the_bucket(server, s3_bucket, monkeypatch):
+    bodies = [images.jpeg(seed=400 + i) for i in range(3)]
+    urls = [server.add(f"/api/s3/{i}.jpg", body) for i, body in enumerate(bodies)]
+    gone = server.add("/api/s3/gone.jpg", Route(status=404))
+    for name, value in s3_bucket.env.items():
+        monkeypatch.setenv(name, value)
+    settings = dict(setting.split("=", 1) for setting in s3_bucket.settings)
+
+    result = igimages.download(seed_posts({"s": [*urls, gone]}), s3_bucket.uri, settings=settings)
+
+    assert result.exit_status == 3
+    assert result.feeds["manifest.jsonl"] == f"{s3_bucket.uri}manifest.jsonl"
+    rows = list(result.images())
+    stored = s3_bucket.objects()
+    assert [stored[row["path"]] for row in rows[:3]] == bodies
+    assert [row["status"] for row in rows] == ["downloaded"] * 3 + ["failed"]
+    assert [failure["url"] for failure in result.failures()] == [gone]
