@@ -1,4 +1,4 @@
-"""The per-host limit that follows the host's answers (igimages.download.adaptive).
+"""The per-host limit that follows the host's answers (igimages.fetch.adaptive).
 
 The crawl tests run a real crawl against a loopback server that behaves like
 a host under load (``tests.imageserver.Load``) and assert on what the server
@@ -21,8 +21,8 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from igimages.download.adaptive import AdaptiveLimits, HostLimit, pushback_summary
-from igimages.download.limits import FixedLimits
+from igimages.fetch.adaptive import AdaptiveLimits, HostLimit, pushback_summary
+from igimages.fetch.limits import FixedLimits
 from tests import images
 from tests.conftest import sha256
 from tests.imageserver import ImageServer, Load, RequestRecord, Route

@@ -46,8 +46,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from igimages import signals as igimages_signals
-from igimages.download.limits import GateView, HostLimits
-from igimages.download.reasons import failure_reason
+from igimages.fetch.limits import GateView, HostLimits
+from igimages.fetch.reasons import failure_reason
 
 logger = logging.getLogger(__name__)
 
