@@ -23,6 +23,8 @@ from igimages.inputs.post import (
 from igimages.inputs.responses import Responses
 from igimages.items import Post
 
+_NUMBERS = (int, float)  # a size's types: not bool, which is an int
+
 
 class InstagramV1(Responses):
     name = "instagram-v1"
@@ -56,9 +58,9 @@ def _widest(media: dict[str, Any], owner: str) -> list[str]:
 
 
 def _size(candidate: dict[str, Any]) -> tuple[float, float]:
-    """Width, then height; a size that is not a number is smaller than any."""
-    return _number(candidate.get("width")), _number(candidate.get("height"))
-
-
-def _number(value: Any) -> float:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else -1
+    """Width, then height; a size that is not a number (``true`` neither) is smaller than any."""
+    width, height = candidate.get("width"), candidate.get("height")
+    return (
+        width if type(width) in _NUMBERS else -1,
+        height if type(height) in _NUMBERS else -1,
+    )
