@@ -231,3 +231,20 @@ def test_plan_names_the_detected_format(tmp_path):
         assert f"{fixture}: {name} posts (detected)" in report
         assert re.search(rf"^  images +{images}$", report, re.MULTILINE), report
         assert "skipped: 1 bad" in report
+
+
+def test_v1_items_as_the_nodes_of_a_graphql_connection(tmp_path):
+    """Today's profile pages answer with v1 items as GraphQL edges' nodes."""
+    item = {"__typename": "XDTMediaDict", "pk": "5", "id": "5_1", "code": "C5", "media_type": 1}
+    item["image_versions2"] = {"candidates": [{"width": 1080, "height": 1080, "url": "http://h/5"}]}
+    connection = {"edges": [{"node": item, "cursor": "5"}], "page_info": {"has_next_page": False}}
+    response = tmp_path / "profile.json"
+    data = {"xdt_api__v1__feed__user_timeline_graphql_connection": connection}
+    response.write_text(json.dumps({"data": data}, indent=2))
+
+    name, entries = read(response)
+
+    assert name == "instagram-v1"
+    assert [(p.id, p.url, p.image_urls) for p in entries] == [
+        ("5", "https://www.instagram.com/p/C5/", ["http://h/5"])
+    ]
