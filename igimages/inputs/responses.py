@@ -55,7 +55,6 @@ class Responses(PerValue):
         followers) are passed over."""
         if not isinstance(value, dict):
             return None
-        value = _node(value)
         if self.is_post(value):
             return [value]
         found: list[Any] | None = None
