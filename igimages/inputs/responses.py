@@ -49,7 +49,7 @@ class Responses(PerValue):
                 yield replace(located, value=value, index=number)
 
     def posts_in(self, value: Any, depth: int = DEPTH) -> list[Any] | None:
-        """The posts ``value`` is or holds; None if it is neither a post nor holds a list
+        """The posts ``value`` is or holds; None if it holds neither a post nor a list
         of them. A list counts if it is empty or holds a post: its other items are
         then bad posts, to be counted; lists of anything else (an account's
         followers) are passed over."""
