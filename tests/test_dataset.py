@@ -10,6 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -17,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+import igimages
 from igimages.commands.report import write_report
 from igimages.items import Post
 from igimages.outputs.dataset import ImageFolderExporter
@@ -262,3 +267,50 @@ def test_a_post_without_url_has_an_empty_post_url_in_the_image_folder_metadata(t
 
     (line,) = [json.loads(text) for text in output.getvalue().splitlines()]
     assert (line["file_name"], line["post_url"]) == ("p/1_k.jpg", "")
+
+
+def test_the_apis_image_rows_are_the_tables_and_it_writes_the_dataset(server, corpus, tmp_path):
+    posts, bodies = corpus
+    store = tmp_path / "store"
+
+    result = igimages.download(posts_file(posts, tmp_path), store, dataset=True)
+
+    assert result.exit_status == EXIT_SOME_FAILED
+    assert result.feeds["manifest.parquet"] == str(store / "manifest.parquet")
+    assert result.feeds["metadata.jsonl"] == str(store / "metadata.jsonl")
+    table = pq.read_table(store / "manifest.parquet")
+    check_table(table, read_jsonl(store / "manifest.jsonl"), bodies)
+    assert list(result.images()) == table.to_pylist()  # one flattening
+
+
+@pytest.mark.timeout(60)
+def test_without_pyarrow_the_api_raises_the_line_scrapy_crawl_prints(server, corpus, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import igimages
+        try:
+            igimages.download({str(posts_file(corpus[0], tmp_path))!r}, {str(tmp_path)!r} + "/s",
+                              dataset=True)
+        except igimages.DownloadError as exc:
+            print(exc.exit_status, exc)
+        """
+    )
+    env = crawl_env(PYTHONPATH=os.pathsep.join((str(NO_PYARROW), str(PROJECT_ROOT))))
+
+    ran = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+
+    assert ran.stdout.splitlines() == [
+        "1 IGIMAGES_DATASET=True needs pyarrow, which cannot be imported "
+        "(No module named 'pyarrow'): pip install 'igimages[dataset]' (or pip install pyarrow)"
+    ], ran.stderr[-3000:]
+    assert server.requests == []
+
+
+def posts_file(posts: dict[str, list[str]], folder: Path) -> Path:
+    path = folder / "posts.json"
+    path.write_text(
+        json.dumps([{"id": post, "media": {"images": urls}} for post, urls in posts.items()])
+    )
+    return path

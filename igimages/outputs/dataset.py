@@ -28,7 +28,7 @@ from scrapy.exporters import BaseItemExporter
 
 from igimages.errors import OneLineError
 from igimages.items import FAILED
-from igimages.outputs.rows import hash_pairs, image_rows
+from igimages.outputs.rows import grouped_rows
 from igimages.outputs.storages import spoil
 
 if TYPE_CHECKING:
@@ -121,13 +121,7 @@ class PostSpool:
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Every image's row, ``similar`` included, in the order the posts came."""
-        from igimages.similar import similar_groups  # numpy: only for a crawl that asks
-
-        groups = similar_groups(
-            hash_pairs(row for post in self._posts() for row in image_rows(post))
-        )
-        for post in self._posts():
-            yield from image_rows(post, groups)
+        return grouped_rows(self._posts)
 
     def _posts(self) -> Iterator[dict[str, Any]]:
         if self.error is not None:

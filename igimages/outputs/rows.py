@@ -8,7 +8,7 @@ anything else that reads a manifest image by image.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 #: A row's fields, in order. ``similar`` is the image's near-duplicate group,
@@ -62,3 +62,13 @@ def hash_pairs(rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
     for row in rows:
         if row["sha256"]:
             yield row["sha256"], row["phash"] or ""
+
+
+def grouped_rows(posts: Callable[[], Iterable[Mapping[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """Every image's row, ``similar`` included, from manifest lines read twice: ``posts()``
+    gives them anew each time (the first pass groups the run's images)."""
+    from igimages.similar import similar_groups  # numpy: only for who reads rows
+
+    groups = similar_groups(hash_pairs(row for post in posts() for row in image_rows(post)))
+    for post in posts():
+        yield from image_rows(post, groups)
