@@ -39,6 +39,7 @@ from igimages.launch import (
     why_not_started,
 )
 from igimages.outputs.feeds import FAILURES, MANIFEST
+from igimages.outputs.rows import grouped_rows
 from igimages.outputs.storages import UNWRITTEN
 from igimages.redact import install
 from igimages.spiders.post_images import PostImagesSpider
@@ -86,11 +87,10 @@ class Result:
         yield from _json_lines(self._feed(MANIFEST))
 
     def images(self) -> Iterator[dict[str, Any]]:
-        """One row per image (failed ones too): the post's ``post_id`` and ``post_url``
-        with the image's own fields, read as iterated."""
-        for post in self.posts():
-            for image in post["images"]:
-                yield {"post_id": post["id"], "post_url": post["url"], **image}
+        """One row per image (failed ones too), as in ``manifest.parquet``
+        (``igimages.outputs.rows``), read as iterated: the manifest is read twice,
+        first for each image's ``similar`` group."""
+        return grouped_rows(self.posts)
 
     def failures(self) -> list[dict[str, Any]]:
         """The failure feed's lines: one per failed image, with its reason."""
@@ -130,9 +130,9 @@ def download(
             raise DownloadError(str(exc), exc.exit_status) from None
         with _logging(values):
             crawler, error = _crawl_in_thread(values, {**arguments, **prepared})
-    stats = crawler.stats.get_stats() if crawler.stats else {}
-    if error is not None:
+    if error is not None:  # before its stats exist, if an add-on refused it
         raise DownloadError(why_not_started(error), EXIT_STOPPED)
+    stats = crawler.stats.get_stats()
     status = exit_status(stats)
     if status in (EXIT_STOPPED, EXIT_BAD_INPUT):
         raise DownloadError(stop_message(stats), status)

@@ -56,7 +56,17 @@ ADDONS = {
     "igimages.outputs.feeds.StoreFeeds": 100,
     "igimages.job.Job": 200,
 }
-FEED_EXPORTERS = {"failures": "igimages.outputs.feeds.FailuresExporter"}
+FEED_EXPORTERS = {
+    "failures": "igimages.outputs.feeds.FailuresExporter",
+    "parquet": "igimages.outputs.dataset.ParquetExporter",  # needs pyarrow
+    "imagefolder": "igimages.outputs.dataset.ImageFolderExporter",
+}
+# True: the store is a data set too, with manifest.parquet (a row per image,
+# failed ones too) and metadata.jsonl (Hugging Face imagefolder metadata, a
+# row per stored image file) beside the other feeds, a crawl's or a job's
+# (igimages.outputs.dataset). Needs pyarrow: pip install 'igimages[dataset]';
+# without it the crawl refuses to start.
+IGIMAGES_DATASET = False
 FEED_STORAGES = {  # whole or not at all; one that could not be stored is exit status 4
     "": "igimages.outputs.storages.FileFeed",
     "file": "igimages.outputs.storages.FileFeed",

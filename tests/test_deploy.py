@@ -55,6 +55,7 @@ def test_pip_installs_the_project_with_its_dependencies_declared(tmp_path):
     assert "settings = igimages.settings" in shown.stdout, shown.stderr
     required = {line.split(">")[0].split("=")[0].split("<")[0] for line in shown.stdout.split()}
     assert {"scrapy", "pillow", "obstore", "redis", "scrapy-redis"} <= required
+    assert 'pyarrow>=26; extra == "dataset"' in shown.stdout.splitlines()  # igimages[dataset]
     # Installed, the project is found by its entry point's settings, from any folder.
     listed = subprocess.run(
         [sys.executable, "-m", "scrapy", "list"],

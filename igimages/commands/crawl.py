@@ -62,8 +62,10 @@ class Command(ScrapyCrawlCommand):
         task = self.crawler_process.crawl(crawler, **opts.spargs, **prepared)
         task.add_done_callback(_say_why_it_could_not_start)
         self.crawler_process.start()
-        stats = crawler.stats.get_stats() if crawler.stats else {}
-        status = exit_status(stats, started=not self.crawler_process.bootstrap_failed)
+        started = not self.crawler_process.bootstrap_failed
+        # A crawl refused as it was set up (an add-on's OneLineError) has no stats.
+        stats = crawler.stats.get_stats() if started else {}
+        status = exit_status(stats, started=started)
         self.exitcode = after_crawl(self.settings, stats, status)
 
 

@@ -112,7 +112,7 @@ class Command(ScrapyCommand):
     def _merge(self, keys: JobKeys) -> None:
         """The job's feeds, through the feed storages: that needs Scrapy's reactor."""
         from igimages.job.connection import REDIS_ERRORS, async_client
-        from igimages.job.results import write_job_feeds
+        from igimages.job.results import job_feeds, write_job_feeds
 
         assert self.crawler_process is not None
         crawler = self.crawler_process.create_crawler("post_images")
@@ -123,7 +123,7 @@ class Command(ScrapyCommand):
         async def merge() -> Any:
             client = async_client(self.settings)
             try:
-                return await write_job_feeds(client, keys, crawler)
+                return await write_job_feeds(client, keys, crawler, job_feeds(crawler))
             finally:
                 await client.aclose()
 

@@ -39,7 +39,7 @@ from igimages.items import STATUSES, Post
 from igimages.job.connection import REDIS_ERRORS, async_client, unavailable
 from igimages.job.keys import JobKeys, job_name, process_name
 from igimages.job.queue import Finished, JobStatus, PostQueue
-from igimages.job.results import write_job_feeds
+from igimages.job.results import job_feeds, write_job_feeds
 from igimages.units import duration
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class JobWorker:
         self.worker = process_name()
         self.lease = settings.getfloat("IGIMAGES_LEASE_SECONDS")
         self.wait_for_posts = settings.getfloat("IGIMAGES_JOB_WAIT")
+        self.feeds = job_feeds(crawler)  # written when the job ends
         self.client = async_client(settings)
         self.queue = PostQueue(self.client, self.keys, self.worker, self.lease)
         self.leased: set[str] = set()  # taken, not yet acknowledged or put back
@@ -303,7 +304,7 @@ class JobWorker:
             version = await self.client.get(k.version)
             if version == await self.client.get(k.merged):
                 return
-            written = await write_job_feeds(self.client, k, self.crawler)
+            written = await write_job_feeds(self.client, k, self.crawler, self.feeds)
             await self.client.set(k.merged, version or b"0")
         except Exception as exc:
             if isinstance(exc, REDIS_ERRORS):

@@ -2,9 +2,11 @@
 
 ``manifest.jsonl`` has a line per post with its image results;
 ``failures.jsonl`` a line per failed image, so it can be read back as the
-input of a retry run. ``StoreFeeds`` is the add-on that puts both, and
-``summary.json``, beside the images unless ``FEEDS`` says otherwise: a plain
-crawl's outputs. (A job writes its own when it ends: ``igimages.job``.)
+input of a retry run; with ``IGIMAGES_DATASET=True``, ``manifest.parquet`` and
+``metadata.jsonl`` too (``igimages.outputs.dataset``). ``StoreFeeds`` is the
+add-on that puts them, and ``summary.json``, beside the images unless ``FEEDS``
+says otherwise: a plain crawl's outputs. (A job writes the same ones when it
+ends: ``igimages.job``.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from igimages.items import FAILED, Post, has_failures
 from igimages.store import StoreUri
 
 MANIFEST, FAILURES, SUMMARY = "manifest.jsonl", "failures.jsonl", "summary.json"
+TABLE, METADATA = "manifest.parquet", "metadata.jsonl"
 MANIFEST_FIELDS = ["id", "url", "images"]
 FAILURE_FIELDS = ("url", "position", "reason", "http_status", "attempts", "detail")
 
@@ -46,14 +49,16 @@ class StoreFeeds:
 
     def update_settings(self, settings: BaseSettings) -> None:
         store = StoreUri.from_settings(settings)
+        feeds = store_feeds(store, settings)  # a data set without pyarrow stops here
         if not settings.getdict("FEEDS"):
-            settings.set("FEEDS", store_feeds(store), priority="addon")
+            settings.set("FEEDS", feeds, priority="addon")
         if not settings.get("IGIMAGES_SUMMARY_FILE"):
             settings.set("IGIMAGES_SUMMARY_FILE", store.file(SUMMARY), priority="addon")
 
 
-def store_feeds(store: StoreUri) -> dict[str, dict[str, Any]]:
-    return {
+def store_feeds(store: StoreUri, settings: BaseSettings) -> dict[str, dict[str, Any]]:
+    """The feeds a crawl, or a job at its end, writes beside the images (``FEEDS``)."""
+    feeds = {
         store.file(MANIFEST): {"format": "jsonlines", "overwrite": True, "fields": MANIFEST_FIELDS},
         store.file(FAILURES): {
             "format": "failures",
@@ -61,3 +66,10 @@ def store_feeds(store: StoreUri) -> dict[str, dict[str, Any]]:
             "item_filter": "igimages.outputs.feeds.HasFailures",
         },
     }
+    if settings.getbool("IGIMAGES_DATASET"):
+        from igimages.outputs.dataset import require_pyarrow
+
+        require_pyarrow()
+        feeds[store.file(TABLE)] = {"format": "parquet", "overwrite": True}
+        feeds[store.file(METADATA)] = {"format": "imagefolder", "overwrite": True}
+    return feeds

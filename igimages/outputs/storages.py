@@ -191,6 +191,15 @@ class BucketFeed(CheckedStorage, BucketFeedStorage):
     """``FEED_STORAGES`` for ``s3://``, ``gs://`` and ``az://``."""
 
 
+def spoil(file: IO[bytes], error: OSError) -> None:
+    """An exporter could not make its feed (its spool failed): the feed's storage then
+    stores nothing, leaving the previous one whole, and names it unwritten."""
+    if isinstance(file, _CheckedFile):
+        file.error = file.error or error
+    elif not isinstance(file, _Unopened):  # not igimages' storage: Scrapy logs it
+        raise error
+
+
 def error_text(exc: BaseException) -> str:
     """An error in one line, as a user reads it."""
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
