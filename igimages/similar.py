@@ -26,7 +26,7 @@ SIZE = 32  # the grey thumbnail the DCT is taken of
 LOW = 8  # its LOW x LOW lowest frequencies make the 64 bits
 THRESHOLD = 10  # bits that may differ between near-copies (of 64)
 BAND = 16  # bits of a table's key: four bands cover the hash
-PERMUTATIONS = 4  # orders of the bits, each cut into four bands: 16 tables
+PERMUTATIONS = 8  # orders of the bits, each cut into four bands: 32 tables
 WINDOW = 64  # hashes with the same key that each is compared with, in hash order
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from igimages.items import CACHED, DOWNLOADED, DUPLICATE
+from igimages.similar import perceptual_hash
 from igimages.store import ImageStore
 from igimages.store.catalog import Catalog
 from igimages.store.index import StoredImage
@@ -61,6 +62,7 @@ class ImageKeeper:
         stored = describe(place, body, image)
         if (same := await self.catalog.claim(stored)) is not None:
             return await self.place(same, place, url)
+        stored = replace(stored, phash=perceptual_hash(body))  # once per content: here
         try:
             await self.store.save(stored, body)
         except BaseException:
@@ -97,7 +99,7 @@ class ImageKeeper:
             image = inspect_image(body)
         except ImageRejected:
             return None  # fetch it again; the new file replaces this one
-        stored = describe(place, body, image, path)
+        stored = replace(describe(place, body, image, path), phash=perceptual_hash(body))
         self.store.index.record(stored)
         return stored
 
@@ -106,7 +108,8 @@ class ImageKeeper:
 
 
 def describe(place: Place, body: bytes, image: ImageInfo, path: str | None = None) -> StoredImage:
-    """What the index records of ``body``, stored for ``place``."""
+    """What the index records of ``body``, stored for ``place``, but its perceptual
+    hash: that costs a decode, worth it only for bytes not stored yet."""
     return StoredImage(
         post=place.post,
         position=place.position,
@@ -133,4 +136,5 @@ def result(stored: StoredImage, status: str, url: str) -> dict[str, Any]:
         "width": stored.width,
         "height": stored.height,
         "format": stored.format,
+        "phash": stored.phash,
     }
