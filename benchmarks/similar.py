@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -28,9 +27,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from similar_set import labelled_set, pairs  # noqa: E402
+from similar_set import labelled_set, pairs
 
-from igimages import similar  # noqa: E402
+from igimages import similar
 
 
 def _grey(data: bytes, size: tuple[int, int], draft: bool = True) -> np.ndarray:
@@ -93,7 +92,7 @@ def evaluate(families: int, bases: int) -> None:
     )
     for name, function in HASHES.items():
         values = [function(image.data) for image in images]
-        distance = [bin(values[a] ^ values[b]).count("1") for a, b, _ in every]
+        distance = [(values[a] ^ values[b]).bit_count() for a, b, _ in every]
         same_family = [
             d
             for (a, b, same), d in zip(every, distance, strict=True)
@@ -116,13 +115,12 @@ def evaluate(families: int, bases: int) -> None:
         f"\nsimilar_groups (phash, threshold {similar.THRESHOLD}, transitive): "
         f"precision {p:.3f} recall {r:.3f}"
     )
-    misses = {images[a].variant for (a, b, same), f in zip(every, found, strict=True) if same and not f}
-    misses |= {images[b].variant for (a, b, same), f in zip(every, found, strict=True) if same and not f}
+    missed = [(a, b) for (a, b, same), f in zip(every, found, strict=True) if same and not f]
+    misses = {images[index].variant for pair in missed for index in pair}
     print(f"  variants in missed pairs: {', '.join(sorted(misses)) or 'none'}")
 
 
 def hash_cost() -> None:
-    rng = random.Random(1)
     picture = labelled_set(1, 1)[0].data
     image = Image.open(io.BytesIO(picture))
     for format, quality in (("JPEG", 85), ("WEBP", 80)):
@@ -138,7 +136,6 @@ def hash_cost() -> None:
             f"perceptual_hash of a {image.width}x{image.height} {format} "
             f"({len(data) // 1000} KB): {per * 1000:.2f} ms CPU"
         )
-    del rng
 
 
 def grouping_time(count: int) -> None:
@@ -153,7 +150,8 @@ def grouping_time(count: int) -> None:
     groups = similar.similar_groups(pairs_in)
     seconds = time.perf_counter() - started
     joined = sum(
-        groups[pairs_in[i][0]] == groups[pairs_in[len(originals) + i][0]] for i in range(len(copies))
+        groups[pairs_in[i][0]] == groups[pairs_in[len(originals) + i][0]]
+        for i in range(len(copies))
     )
     print(
         f"similar_groups of {count:,} hashes: {seconds:.2f} s; "

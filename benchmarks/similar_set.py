@@ -106,7 +106,7 @@ class _Template:
         draw.rectangle((0, 0, width, band), fill=self.palette[0])
         font = ImageFont.load_default(size=max(10, band // 2))
         draw.text((width // 20, band // 4), self.caption, fill=self.palette[1], font=font)
-        words = " ".join(rng.choice(["sun", "sea", "city", "cafe", "run", "gold"]) for _ in range(3))
+        words = " ".join(rng.choice(("sun", "sea", "city", "cafe", "run", "gold")) for _ in "abc")
         small = ImageFont.load_default(size=max(8, height // 30))
         draw.text((width // 20, round(height * 0.88)), words, fill=self.palette[2], font=small)
         return image
