@@ -48,7 +48,7 @@ _FEEDS = (
     "igimages/outputs/storages.py",
 )
 _MIDDLEWARES = tuple(
-    f"igimages/download/{name}.py" for name in ("gate", "retry", "redirect", "addresses")
+    f"igimages/fetch/{name}.py" for name in ("gate", "retry", "redirect", "addresses")
 )
 _OWN = (
     *(f"igimages/{part}" for part in ("inputs/", "spiders/", "pipeline/", "store/", "outputs/")),

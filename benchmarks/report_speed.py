@@ -7,7 +7,7 @@ cold (every thumbnail made) and warm (none made, the pages written again),
 ``--rounds`` times each, and prints the medians, the report's size and its
 page count. ``--keep DIR`` leaves the store there (to look at the report);
 ``--screenshot PNG`` takes the first page in headless Chromium at 1280x900
-(README's picture; needs selenium, chromium and chromium-driver).
+(docs/report.md's picture; needs selenium, chromium and chromium-driver).
 """
 
 from __future__ import annotations

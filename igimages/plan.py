@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from scrapy.settings import BaseSettings
 
-from igimages.download.addresses import AddressPolicy
+from igimages.fetch.addresses import AddressPolicy
 from igimages.inputs import PostSource, Skipped
 from igimages.inputs.seen import SeenSet
 from igimages.keys import image_key, link_expiry, safe_post_dir

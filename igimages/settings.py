@@ -1,7 +1,7 @@
 """Settings for igimages; each can be changed per run with ``-s NAME=VALUE``.
 
 The defaults suit a real CDN: fast enough to finish thousands of posts in
-minutes, polite enough not to be throttled for hours (see README).
+minutes, polite enough not to be throttled for hours (see docs/settings.md).
 """
 
 from importlib.util import find_spec
@@ -80,15 +80,15 @@ IGIMAGES_PATH_KEY_HOSTS = ["cdninstagram.com", "fbcdn.net"]
 # DownloadGateMiddleware (Scrapy applies neither to media requests). Under
 # them each host's own limit follows its answers (AUTOTHROTTLE_ENABLED below).
 # 100 is where one crawl process runs out of CPU on two cores, and several
-# times what fills a 300 Mbit/s link at 100 ms (README: "Settings").
+# times what fills a 300 Mbit/s link at 100 ms (docs/settings.md).
 CONCURRENT_REQUESTS = 100
 CONCURRENT_REQUESTS_PER_DOMAIN = 100
 # uvloop's event loop where it is installed (not on Windows): about 5% less CPU
-# per image than asyncio's own, measured by the benchmark (README: "Speed").
+# per image than asyncio's own, measured by the benchmark (docs/speed.md).
 ASYNCIO_EVENT_LOOP = "uvloop.Loop" if find_spec("uvloop") else None
 DOWNLOADER_MIDDLEWARES = {
-    "igimages.download.retry.BackoffRetryMiddleware": 550,
-    "igimages.download.gate.DownloadGateMiddleware": 950,
+    "igimages.fetch.retry.BackoffRetryMiddleware": 550,
+    "igimages.fetch.gate.DownloadGateMiddleware": 950,
 }
 # Optional ceilings on requests started per second, overall and per host
 # (0: none), for CDNs that count requests rather than connections.
@@ -98,21 +98,21 @@ IGIMAGES_MAX_RATE_PER_HOST = 0.0
 IGIMAGES_POSTS_IN_FLIGHT = 0
 # Each host's limit starts at START_CONCURRENCY, grows while the host answers
 # well and shrinks on 429, 503, timeouts, dropped connections and latency that
-# keeps rising (igimages.download.adaptive, in AutoThrottle's place). False: every host
+# keeps rising (igimages.fetch.adaptive, in AutoThrottle's place). False: every host
 # gets CONCURRENT_REQUESTS_PER_DOMAIN. AUTOTHROTTLE_DEBUG logs each change.
 AUTOTHROTTLE_ENABLED = True
 IGIMAGES_START_CONCURRENCY = 32
 # Each host's limit: its ceiling, then each of these in order, each built
-# around the one before (igimages.download.limits); a job adds its share.
+# around the one before (igimages.fetch.limits); a job adds its share.
 # As with Scrapy's EXTENSIONS, IGIMAGES_HOST_LIMITS adds to the _BASE ones
 # (None turns one off).
-IGIMAGES_HOST_LIMITS_BASE = {"igimages.download.adaptive.AdaptiveLimits": 100}
+IGIMAGES_HOST_LIMITS_BASE = {"igimages.fetch.adaptive.AdaptiveLimits": 100}
 IGIMAGES_HOST_LIMITS = {}
 
 # --- One job on many machines ---------------------------------------------------
 # REDIS_URL=redis://HOST:6379/0 makes a crawl a worker of the job IGIMAGES_JOB
 # (default: the store): it queues its -a posts= input for the job, if any,
-# then takes the job's posts from Redis (igimages.job, README "Many machines"):
+# then takes the job's posts from Redis (igimages.job, docs/many-machines.md):
 # the job's add-on puts the job's classes in IGIMAGES_POSTS, IGIMAGES_CATALOG,
 # IGIMAGES_HOST_LIMITS, EXTENSIONS (JobWorker) and ADDONS (the job writes the
 # store's feeds when it ends, in StoreFeeds' place).
@@ -157,7 +157,7 @@ ROBOTSTXT_OBEY = False
 # Only http and https: a posts file must not be able to read local files.
 # HTTP goes through Scrapy's aiohttp handler: a quarter less CPU than its
 # Twisted one (see igimages/handlers.py). It never connects to link-local or
-# cloud metadata addresses (igimages.download.addresses); True here refuses loopback,
+# cloud metadata addresses (igimages.fetch.addresses); True here refuses loopback,
 # private and shared addresses too, which a local mirror or a test server
 # uses, hence allowed by default.
 IGIMAGES_REFUSE_PRIVATE_ADDRESSES = False
@@ -165,8 +165,8 @@ IGIMAGES_REFUSE_PRIVATE_ADDRESSES = False
 # SSL_CERT_FILE / SSL_CERT_DIR); False accepts any, for a private mirror.
 DOWNLOAD_VERIFY_CERTIFICATES = True
 DOWNLOAD_HANDLERS = {
-    "http": "igimages.download.handler.ImageDownloadHandler",
-    "https": "igimages.download.handler.ImageDownloadHandler",
+    "http": "igimages.fetch.handler.ImageDownloadHandler",
+    "https": "igimages.fetch.handler.ImageDownloadHandler",
     "file": None,
     "data": None,
     "s3": None,
@@ -207,7 +207,7 @@ DOWNLOADER_MIDDLEWARES_BASE = {
     "scrapy.downloadermiddlewares.defaultheaders.DefaultHeadersMiddleware": 400,
     "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": 500,
     "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": 590,
-    "igimages.download.redirect.ImageRedirectMiddleware": 600,  # Scrapy's, for mailto: too
+    "igimages.fetch.redirect.ImageRedirectMiddleware": 600,  # Scrapy's, for mailto: too
     "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": 750,
 }
 EXTENSIONS_BASE = {

@@ -1,4 +1,4 @@
-"""The per-host limit that follows the host's answers (igimages.download.adaptive).
+"""The per-host limit that follows the host's answers (igimages.fetch.adaptive).
 
 The crawl tests run a real crawl against a loopback server that behaves like
 a host under load (``tests.imageserver.Load``) and assert on what the server
@@ -21,8 +21,8 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from igimages.download.adaptive import AdaptiveLimits, HostLimit, pushback_summary
-from igimages.download.limits import FixedLimits
+from igimages.fetch.adaptive import AdaptiveLimits, HostLimit, pushback_summary
+from igimages.fetch.limits import FixedLimits
 from tests import images
 from tests.conftest import sha256
 from tests.imageserver import ImageServer, Load, RequestRecord, Route
@@ -225,7 +225,7 @@ def test_a_priced_limit_still_follows_a_host_whose_limit_rises_then_falls():
 
 
 def test_a_burst_of_refusals_of_requests_sent_before_the_cut_cuts_once():
-    # README's numbers, as literals: a refusal cuts to 0.85 times what was in
+    # docs/how-it-works.md's numbers, as literals: a refusal cuts to 0.85 times what was in
     # flight, and the cubic W(n) = W_max + 0.01 (n - K)^3 grows the limit back.
     limit = HostLimit(ceiling=100, limit=40)
     # The 17th request in flight was refused first: 17 x 0.85 = 14.45 is the new limit...
@@ -426,7 +426,7 @@ def test_latency_that_grows_with_what_is_in_flight_stops_the_limit_near_the_knee
     posts = write_posts(four_per_post(list(bodies)))
 
     # Started at the knee: a limit that starts above it takes the queue it
-    # finds for the host's floor (README, "How the per-host limit moves").
+    # finds for the host's floor (docs/how-it-works.md, "How the per-host limit moves").
     result = crawl(posts, "CONCURRENT_REQUESTS_PER_DOMAIN=64", f"IGIMAGES_START_CONCURRENCY={knee}")
 
     assert_all_stored(result, bodies)

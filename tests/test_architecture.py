@@ -1,7 +1,8 @@
 """The layout's promises, read from the source: which module may import which.
 
-The crawl flows posts (``inputs``) → requests (``pipeline``) → download →
-store → outputs, with the job beside it and the commands on top; a module
+The crawl flows posts (``inputs``) → requests (``pipeline``) → fetch →
+store → outputs, with the job beside it, the commands on top and the Python
+API above them; a module
 imports only from its own layer or the ones below, the crawl's code never
 imports the job, and no modules import each other in a circle.
 """
@@ -24,11 +25,13 @@ LAYERS = {
     **dict.fromkeys(("validation", "settings"), 0),
     "inputs": 1,
     "store": 1,
-    "download": 2,
+    "fetch": 2,
     **dict.fromkeys(("pipeline", "spiders", "outputs", "runtime", "resume", "plan"), 3),
     "report": 4,
     "job": 5,
-    "commands": 6,
+    # What starts a crawl and tells how it ended; the command line and the Python API on it.
+    **dict.fromkeys(("commands", "launch"), 6),
+    "api": 7,
 }
 
 

@@ -22,8 +22,8 @@ from scrapy.settings import Settings
 from scrapy.utils.misc import load_object
 from scrapy.utils.test import get_crawler
 
-from igimages.download.gate import DownloadGateMiddleware
-from igimages.download.limits import HostLimits
+from igimages.fetch.gate import DownloadGateMiddleware
+from igimages.fetch.limits import HostLimits
 from igimages.items import CACHED, DOWNLOADED, DUPLICATE, FAILED
 from igimages.store import StoreUri
 from igimages.store.catalog import LocalCatalog

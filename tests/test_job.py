@@ -511,7 +511,7 @@ def test_a_worker_refused_more_of_a_host_asks_again_next_round_not_at_every_requ
 
     import redis.asyncio
 
-    from igimages.download.limits import FixedLimits
+    from igimages.fetch.limits import FixedLimits
     from igimages.job import scripts
     from igimages.job.keys import JobKeys
     from igimages.job.limits import JobShare

@@ -21,10 +21,10 @@ from scrapy.exceptions import (
 )
 from twisted.internet.error import ConnectionLost, DNSLookupError
 
-from igimages.download.addresses import BlockedAddress
-from igimages.download.gate import DownloadAborted
-from igimages.download.handler import CertificateRefused
-from igimages.download.reasons import failure_reason
+from igimages.fetch.addresses import BlockedAddress
+from igimages.fetch.gate import DownloadAborted
+from igimages.fetch.handler import CertificateRefused
+from igimages.fetch.reasons import failure_reason
 from igimages.inputs import reader as reader_module
 from igimages.inputs.post import BadPost
 from igimages.inputs.reader import JsonValues
@@ -269,7 +269,7 @@ def test_a_crawl_that_is_not_a_job_loads_neither_redis_nor_the_report():
     probe = (
         "import sys, igimages.pipeline.post_images, igimages.outputs.progress, "
         "igimages.commands.crawl, igimages.commands.job, igimages.commands.report, "
-        "igimages.spiders.post_images, igimages.download.gate, igimages.job; "
+        "igimages.spiders.post_images, igimages.fetch.gate, igimages.job; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'scrapy_redis') "
         "or m.startswith('igimages.report') or m.startswith('igimages.job.')))"
     )

@@ -8,7 +8,7 @@ import gzip
 
 import pytest
 
-from igimages.download.addresses import AddressPolicy, AddressRefused, GuardedResolver
+from igimages.fetch.addresses import AddressPolicy, AddressRefused, GuardedResolver
 from tests import images
 from tests.cloud import free_port
 from tests.conftest import crawl_env, proxy_env, sha256

@@ -1,7 +1,7 @@
 """Per-host limits that hold for the whole job, as the server sees it.
 
 Each worker keeps its own limit for each host (fixed, or adaptive:
-``igimages.download.adaptive``), but may only use what Redis allots it of the host's
+``igimages.fetch.adaptive``), but may only use what Redis allots it of the host's
 ceiling (``CONCURRENT_REQUESTS_PER_DOMAIN``): the live workers that want
 some share it max-min fairly, and the allotments never add up to more than
 the ceiling, so neither do the requests in flight. A worker asks again every
@@ -26,8 +26,8 @@ from typing import Any, Self
 import redis.asyncio
 from scrapy.crawler import Crawler
 
-from igimages.download.adaptive import OVERLOAD_STATUSES
-from igimages.download.limits import GateView, HostLimits
+from igimages.fetch.adaptive import OVERLOAD_STATUSES
+from igimages.fetch.limits import GateView, HostLimits
 from igimages.job import scripts
 from igimages.job.keys import JobKeys
 from igimages.job.queue import now_ms

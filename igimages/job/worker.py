@@ -33,8 +33,8 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from igimages import signals as igimages_signals
-from igimages.download.gate import DownloadGateMiddleware
-from igimages.download.limits import GateView
+from igimages.fetch.gate import DownloadGateMiddleware
+from igimages.fetch.limits import GateView
 from igimages.items import STATUSES, Post
 from igimages.job.connection import REDIS_ERRORS, async_client, unavailable
 from igimages.job.keys import JobKeys, job_name, process_name

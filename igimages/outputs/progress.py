@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import sys
@@ -16,11 +17,12 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
 from igimages import signals as igimages_signals
-from igimages.download.adaptive import pushback_summary
-from igimages.download.gate import DownloadGateMiddleware
-from igimages.download.limits import GateView
+from igimages.fetch.adaptive import pushback_summary
+from igimages.fetch.gate import DownloadGateMiddleware
+from igimages.fetch.limits import GateView
 from igimages.items import STATUSES
 from igimages.outputs.storages import UNWRITTEN, error_text, store_whole
+from igimages.redact import redact
 from igimages.units import duration, size
 
 logger = logging.getLogger(__name__)
@@ -30,16 +32,15 @@ class ImageProgress:
     """Report image counts while the crawl runs and sum them up at the end.
 
     The counts themselves are Scrapy stats under ``igimages/`` kept by the
-    pipeline; this only reads them. On a terminal progress is one line
-    redrawn in place, otherwise a log line every ``IGIMAGES_PROGRESS_INTERVAL``.
+    pipeline; this only reads them. Every ``IGIMAGES_PROGRESS_INTERVAL`` the
+    line is shown where the user is looking (``progress_view``).
     """
 
     def __init__(self, crawler: Crawler, interval: float) -> None:
         self.crawler = crawler
         self.stats = crawler.stats
         self.interval = interval
-        # Redrawn in place on a terminal, unless several crawls share it (a job's workers).
-        self.live = sys.stderr.isatty() and crawler.settings.getbool("IGIMAGES_PROGRESS_LIVE")
+        self.view = progress_view(crawler.settings.getbool("IGIMAGES_PROGRESS_LIVE"))
         self.started = time.monotonic()
         self.task: Any = None
         self.gate: GateView | None = None
@@ -84,14 +85,7 @@ class ImageProgress:
             f"{counts['duplicate']} duplicate, {counts['failed']} failed; "
             f"{rate:.1f} images/s{tail}{self._in_flight()}{self._more()}"
         )
-        if self.live:
-            if total:
-                filled = round(20 * done / total)
-                line = f"[{'#' * filled}{'.' * (20 - filled)}] {line}"
-            sys.stderr.write(f"\r{line}\x1b[K")
-            sys.stderr.flush()
-        else:
-            logger.info(line)
+        self.view.show(done, total, line)
 
     def _in_flight(self) -> str:
         """Downloads in flight, and the busiest host's share and limit."""
@@ -115,8 +109,10 @@ class ImageProgress:
     async def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
             self.task.stop()
-        if self.live and self.task is not None:
-            sys.stderr.write("\n")
+        if self.task is not None:
+            if self.view.redrawn:
+                self.report()  # the last word: 100%, where the user is looking
+            self.view.close()
         if self.feeds_stored is not None:
             await maybe_deferred_to_future(self.feeds_stored)
         counts = self.counts()
@@ -188,3 +184,70 @@ class ImageProgress:
             logger.error("Cannot write the summary %s: %s", uri, error_text(exc))
             return None
         return uri
+
+
+class LogLines:
+    """Progress as a log line each time: a log file, a job's worker."""
+
+    redrawn = False
+
+    def show(self, done: int, total: int | None, line: str) -> None:
+        logger.info(line)
+
+    def close(self) -> None:
+        pass
+
+
+class TerminalLine:
+    """One line with a bar, redrawn in place on the terminal."""
+
+    redrawn = True
+
+    def show(self, done: int, total: int | None, line: str) -> None:
+        if total:
+            filled = round(20 * done / total)
+            line = f"[{'#' * filled}{'.' * (20 - filled)}] {line}"
+        sys.stderr.write(f"\r{line}\x1b[K")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+class NotebookBar:
+    """A progress bar in the notebook's output, under the cell that started the crawl."""
+
+    redrawn = True
+
+    def __init__(self) -> None:
+        from IPython.display import HTML, display
+
+        self.html = HTML
+        self.handle = display(self.html(""), display_id=True)
+
+    def show(self, done: int, total: int | None, line: str) -> None:
+        bar = f'<progress value="{done}" max="{total}"></progress> ' if total else ""
+        text = html.escape(redact(line))
+        self.handle.update(self.html(f'<div class="igimages-progress">{bar}{text}</div>'))
+
+    def close(self) -> None:
+        pass
+
+
+def progress_view(live: bool) -> LogLines | TerminalLine | NotebookBar:
+    """Where progress goes: a notebook's bar, a terminal's line redrawn in place, or the log.
+
+    ``live`` False (``IGIMAGES_PROGRESS_LIVE``: a job's workers, which share a
+    terminal) keeps it in the log.
+    """
+    if live and _in_notebook():
+        return NotebookBar()
+    if live and sys.stderr.isatty():
+        return TerminalLine()
+    return LogLines()
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel, whose front end shows rich output."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None

@@ -19,8 +19,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 
-from igimages.download.gate import DownloadGateMiddleware
-from igimages.download.limits import GateView
+from igimages.fetch.gate import DownloadGateMiddleware
+from igimages.fetch.limits import GateView
 from igimages.items import STATUSES
 
 STAT = "igimages/timeline"

@@ -27,9 +27,9 @@ from scrapy.utils.misc import build_from_crawler, load_object
 from twisted.python.failure import Failure
 
 from igimages import signals as igimages_signals
-from igimages.download.addresses import AddressPolicy
-from igimages.download.gate import ATTEMPTS, Attempts
-from igimages.download.reasons import ImageFailed, expired_link, failed_answer
+from igimages.fetch.addresses import AddressPolicy
+from igimages.fetch.gate import ATTEMPTS, Attempts
+from igimages.fetch.reasons import ImageFailed, expired_link, failed_answer
 from igimages.items import DOWNLOADED, FAILED, INTERRUPTED, Post
 from igimages.keys import image_key, is_signed_cdn, link_expiry, safe_post_dir
 from igimages.store import StoreError, open_store
@@ -199,6 +199,7 @@ class PostImagesPipeline(MediaPipeline):
         if self.store_error is not None:
             return
         self.store_error = exc
+        self.stats.set_value("igimages/store_error", str(exc))
         logger.error(
             "Stopping: %s. Nothing stored so far is lost; make room (or fix the "
             "store's permissions or endpoint) and run the same command again.",

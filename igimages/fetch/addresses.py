@@ -6,7 +6,7 @@ on a cloud machine those hand out the very credentials a bucket store uses.
 ``AddressPolicy`` says which addresses are refused; the pipeline and the plan
 judge each URL with it before it goes out (an address in any spelling:
 ``0xA9FEA9FE``, ``[::ffff:169.254.169.254]``, ``[64:ff9b::a9fe:a9fe]``), and
-the download handler (``igimages.download.handler``) judges every request again where
+the download handler (``igimages.fetch.handler``) judges every request again where
 the connection is made, redirects included: the address a URL names, what a
 name resolves to (``GuardedResolver``), and a name about to go to a proxy.
 """

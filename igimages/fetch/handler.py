@@ -35,7 +35,7 @@ from scrapy.utils.httpobj import urlparse_cached
 
 from igimages import compat
 from igimages.compat import AiohttpDownloadHandler
-from igimages.download.addresses import (
+from igimages.fetch.addresses import (
     AddressPolicy,
     AddressRefused,
     BlockedAddress,

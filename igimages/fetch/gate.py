@@ -5,8 +5,8 @@ Media pipelines send their requests straight to the downloader, so Scrapy's
 bursts through under the asyncio reactor. ``DownloadGateMiddleware`` sits
 last before the download handlers and holds each request until every limit
 allows it. Each host's limit is a ``HostLimits`` composed once, when the gate
-is built (``igimages.download.limits``); the gate tells it of every answer
-and failure. When a failed request may go again is ``igimages.download.retry``'s.
+is built (``igimages.fetch.limits``); the gate tells it of every answer
+and failure. When a failed request may go again is ``igimages.fetch.retry``'s.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
 
 from igimages import signals as igimages_signals
-from igimages.download.limits import HostLimits, compose_host_limits
-from igimages.download.retry import NOT_BEFORE, retry_after
+from igimages.fetch.limits import HostLimits, compose_host_limits
+from igimages.fetch.retry import NOT_BEFORE, retry_after
 
 #: Request meta key: the ``Attempts`` of an image, shared by its retries and redirects.
 ATTEMPTS = "igimages_attempts"

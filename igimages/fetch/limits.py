@@ -1,10 +1,10 @@
 """How many downloads each host may have in flight: a chain of limits, built once.
 
-The gate (``igimages.download.gate``) asks one ``HostLimits`` for each host's
+The gate (``igimages.fetch.gate``) asks one ``HostLimits`` for each host's
 limit and tells it of every answer and failure. That one is composed when
 the gate is built: each host's ceiling (``FixedLimits``), then each class of
 ``IGIMAGES_HOST_LIMITS`` (with ``_BASE``) in order, built around the one before it, e.g. the
-adaptive limit (``igimages.download.adaptive``) within the ceiling, and a
+adaptive limit (``igimages.fetch.adaptive``) within the ceiling, and a
 job's share of the host (``igimages.job.limits``) within that. A class that
 raises ``NotConfigured`` (``AUTOTHROTTLE_ENABLED=False``) is left out.
 """

@@ -6,7 +6,7 @@ that would serve ten times more, 8 again to one that answers 429.
 ``AdaptiveLimits`` takes its place and its switch (``AUTOTHROTTLE_ENABLED``):
 each host gets a limit, enforced by ``DownloadGateMiddleware``, that a
 ``HostLimit`` moves with the host's answers, the way TCP moves a congestion
-window (README, "How the per-host limit moves"):
+window (docs/how-it-works.md, "How the per-host limit moves"):
 
 * it starts at ``IGIMAGES_START_CONCURRENCY`` and doubles every round trip
   while answers come fast (slow start), until two thirds of a round trip's
@@ -46,8 +46,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from igimages import signals as igimages_signals
-from igimages.download.limits import GateView, HostLimits
-from igimages.download.reasons import failure_reason
+from igimages.fetch.limits import GateView, HostLimits
+from igimages.fetch.reasons import failure_reason
 
 logger = logging.getLogger(__name__)
 

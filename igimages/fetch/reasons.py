@@ -28,9 +28,9 @@ from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet import error as twisted_errors
 
 from igimages.compat import DecompressionMaxSizeExceeded
-from igimages.download.addresses import BlockedAddress
-from igimages.download.gate import DownloadAborted
-from igimages.download.handler import CertificateRefused
+from igimages.fetch.addresses import BlockedAddress
+from igimages.fetch.gate import DownloadAborted
+from igimages.fetch.handler import CertificateRefused
 from igimages.items import FAILED, INTERRUPTED
 
 #: Download exceptions by the reason they are reported under.
