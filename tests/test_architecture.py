@@ -22,7 +22,7 @@ LAYERS = {
     **dict.fromkeys(
         ("items", "errors", "signals", "units", "keys", "atomic", "compat", "redact"), 0
     ),
-    **dict.fromkeys(("validation", "settings"), 0),
+    **dict.fromkeys(("validation", "settings", "similar"), 0),
     "inputs": 1,
     "store": 1,
     "fetch": 2,
