@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,9 +117,33 @@ def evaluate(families: int, bases: int) -> None:
         f"\nsimilar_groups (phash, threshold {similar.THRESHOLD}, transitive): "
         f"precision {p:.3f} recall {r:.3f}"
     )
-    missed = [(a, b) for (a, b, same), f in zip(every, found, strict=True) if same and not f]
-    misses = {images[index].variant for pair in missed for index in pair}
-    print(f"  variants in missed pairs: {', '.join(sorted(misses)) or 'none'}")
+    missed = Counter(
+        " and ".join(sorted((_kind(images[a].variant), _kind(images[b].variant))))
+        for (a, b, same), f in zip(every, found, strict=True)
+        if same and not f
+    )
+    print("  missed pairs: " + (", ".join(f"{n} {kinds}" for kinds, n in missed.most_common())))
+
+
+def _kind(variant: str) -> str:
+    """ "jpeg-q55-62%" -> "jpeg": the kind of copy, without its figures."""
+    return variant.rstrip("0123456789%+-").split("-q")[0].rstrip("0123456789%+-")
+
+
+def chance_pairs() -> None:
+    """How many pairs of unrelated images fall within each threshold by chance.
+
+    A DCT hash has 32 bits set (those above the median), so two hashes differ
+    in an even number of bits; for hashes drawn at random among those, the
+    chance that two are within ``2j`` bits is sum(C(32, i)^2, i <= j) / C(64, 32).
+    Real pictures' hashes are less spread out, so this is a floor.
+    """
+    for threshold in (6, 8, 10, 12):
+        chance = sum(math.comb(32, i) ** 2 for i in range(threshold // 2 + 1)) / math.comb(64, 32)
+        counts = ", ".join(
+            f"{math.comb(n, 2) * chance:,.1f} among {n:,}" for n in (100_000, 1_000_000)
+        )
+        print(f"threshold {threshold:2d}: pairs of unrelated images within it by chance: {counts}")
 
 
 def hash_cost() -> None:
@@ -172,6 +198,8 @@ def main() -> None:
     parser.add_argument("--groups", type=int, nargs="*", default=[100_000])
     args = parser.parse_args()
     evaluate(args.families, args.bases)
+    print()
+    chance_pairs()
     print()
     hash_cost()
     for count in args.groups:

@@ -15,6 +15,7 @@ Measured on a labelled set of near-copies and look-alikes
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable
 from io import BytesIO
@@ -24,7 +25,7 @@ from PIL import Image
 
 SIZE = 32  # the grey thumbnail the DCT is taken of
 LOW = 8  # its LOW x LOW lowest frequencies make the 64 bits
-THRESHOLD = 10  # bits that may differ between near-copies (of 64)
+THRESHOLD = 8  # bits that may differ between near-copies (of 64)
 BAND = 16  # bits of a table's key: four bands cover the hash
 PERMUTATIONS = 8  # orders of the bits, each cut into four bands: 32 tables
 WINDOW = 64  # hashes with the same key that each is compared with, in hash order
@@ -38,6 +39,7 @@ def _dct_matrix(n: int) -> np.ndarray:
     return matrix
 
 
+_HASH = re.compile(r"[0-9a-fA-F]{16}").fullmatch
 _DCT = _dct_matrix(SIZE)[:LOW]  # only the low frequencies are kept: 8x32, not 32x32
 _WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
@@ -76,31 +78,31 @@ def similar_groups(hashes: Iterable[tuple[str, str]]) -> dict[str, str]:
     phash_of: dict[str, str] = {}
     for sha256, phash in hashes:
         if not phash_of.get(sha256):
-            phash_of[sha256] = phash
-    known = {sha: phash for sha, phash in phash_of.items() if _is_hash(phash)}
-    distinct = sorted(set(known.values()))
-    values = np.array([int(phash, 16) for phash in distinct], dtype=np.uint64)
-    label = _components(values)
-    group_of_hash = dict(zip(distinct, label.tolist(), strict=True))
-    smallest: dict[int, str] = {}
-    for sha, phash in known.items():
-        group = group_of_hash[phash]
-        if group not in smallest or sha < smallest[group]:
-            smallest[group] = sha
-    return {
-        sha: smallest[group_of_hash[known[sha]]][:16] if sha in known else sha[:16]
-        for sha in phash_of
-    }
+            phash_of[sha256] = phash if _HASH(phash) else ""
+    shas = sorted(phash_of)  # a content's key is its rank: the smallest sha256 is the lowest
+    phashes = [phash_of[sha256] for sha256 in shas]
+    values = np.array([int(phash or "0", 16) for phash in phashes], dtype=np.uint64)
+    known = np.array([bool(phash) for phash in phashes], dtype=bool)
+    group = group_keys(np.arange(len(shas), dtype=np.uint64), values, known)
+    return {sha256: shas[rank][:16] for sha256, rank in zip(shas, group.tolist(), strict=True)}
 
 
-def _is_hash(phash: str) -> bool:
-    if len(phash) != 16:
-        return False
-    try:
-        int(phash, 16)
-    except ValueError:
-        return False
-    return True
+def group_keys(keys: np.ndarray, phashes: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The group of each content, as the smallest of its members' ``keys``.
+
+    ``keys`` (distinct, uint64) name the contents, ``phashes`` (uint64) are
+    their hashes where ``known`` (bool) says so; a content whose hash is not
+    known is alone. Arrays rather than strings: a million contents take tens
+    of megabytes, not hundreds.
+    """
+    groups = keys.copy()
+    hashed = np.flatnonzero(known)
+    values, which = np.unique(phashes[hashed], return_inverse=True)
+    component = _components(values)[which]
+    smallest = np.full(len(values), np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(smallest, component, keys[hashed])
+    groups[hashed] = smallest[component]
+    return groups
 
 
 def _components(values: np.ndarray) -> np.ndarray:
@@ -140,19 +142,20 @@ def _key(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def _near_pairs(values: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (as indexes) of hashes with the same key and within ``THRESHOLD`` bits:
-    each hash is compared with the next ``WINDOW`` in order of (key, hash)."""
-    keys = _key(values, positions)
-    order = np.lexsort((values, keys))
+    each hash is compared with the next ``WINDOW`` of those with its key."""
+    keys = _key(values, positions).astype(np.uint16)
+    order = np.argsort(keys, kind="stable")  # a radix sort
     keys, ordered = keys[order], values[order]
     firsts, seconds = [], []
-    for step in range(1, min(WINDOW, len(values) - 1) + 1):
-        same = keys[:-step] == keys[step:]
-        if not same.any():
+    live = np.arange(len(values))  # where the key run goes on at least ``step`` further
+    for step in range(1, WINDOW + 1):
+        live = live[live + step < len(values)]
+        live = live[keys[live] == keys[live + step]]
+        if not live.size:
             break
-        near = same & (np.bitwise_count(ordered[:-step] ^ ordered[step:]) <= THRESHOLD)
-        where = np.flatnonzero(near)
-        firsts.append(order[where])
-        seconds.append(order[where + step])
+        near = live[np.bitwise_count(ordered[live] ^ ordered[live + step]) <= THRESHOLD]
+        firsts.append(order[near])
+        seconds.append(order[near + step])
     if not firsts:
         return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
     return np.concatenate(firsts), np.concatenate(seconds)

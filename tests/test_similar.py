@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from igimages.items import DOWNLOADED, DUPLICATE
 from igimages.similar import THRESHOLD, perceptual_hash, similar_groups
+from igimages.store import keeper
 from igimages.store.index import ImageIndex, StoredImage
 from tests import images
+from tests.conftest import sha256
+from tests.imageserver import ImageServer
+from tests.test_core import crawl_here
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,3 +104,40 @@ def test_an_index_of_an_earlier_version_gains_the_column_and_reads_its_images_un
     again = ImageIndex.open(path, lambda image: True, "old", rebuilt="")  # added once only
     assert again.find_by_sha256("bb").phash == "0123456789abcdef"
     again.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ImageServer() as started:
+        yield started
+
+
+def test_a_crawl_hashes_each_content_once_and_its_copies_carry_the_hash(
+    server, tmp_path, monkeypatch
+):
+    hashed = []
+
+    def counting(body: bytes) -> str:
+        hashed.append(hashlib.sha256(body).hexdigest())
+        return perceptual_hash(body)
+
+    monkeypatch.setattr(keeper, "perceptual_hash", counting)
+    picture, other = images.jpeg(seed=40), images.webp(seed=41)
+    urls = [server.add("/h/1.jpg", picture), server.add("/h/2.webp", other)]
+    same = server.add("/h/same-bytes.jpg", picture)  # another URL, the same bytes
+    first = crawl_here({"p": urls, "q": [same]}, tmp_path / "store")
+
+    assert sorted(hashed) == sorted({sha256(picture), sha256(other)})
+    entries = [*first.images["p"], *first.images["q"]]
+    assert [entry["status"] for entry in entries] == [DOWNLOADED, DOWNLOADED, DUPLICATE]
+    assert [entry["phash"] for entry in entries] == [
+        perceptual_hash(picture),
+        perceptual_hash(other),
+        perceptual_hash(picture),
+    ]
+
+    hashed.clear()
+    again = crawl_here({"p": urls, "r": [same]}, tmp_path / "store")
+    assert hashed == []  # found in the index, with its hash
+    assert [e["phash"] for e in again.images["p"]] == [e["phash"] for e in first.images["p"]]
+    assert again.images["r"][0]["phash"] == perceptual_hash(picture)
