@@ -5,12 +5,13 @@ recompressed by every account that reposts it has new bytes each time. Its
 perceptual hash hardly changes: ``perceptual_hash`` is the DCT hash (pHash)
 of the image's 32x32 grey thumbnail, 64 bits, and two images whose hashes
 differ in at most ``THRESHOLD`` bits are near-copies. ``similar_groups`` puts
-near-copies together, transitively, without comparing every pair: hashes are
-compared only with those that share a band of bits with them (multi-index
-hashing), in sorted runs, with numpy.
+near-copies together, transitively, without comparing every pair: a hash is
+compared only with those equal to it in a band of 16 of its bits (four bands
+cover the 64, in eight orders of the bits: 32 tables), which finds every pair
+within 3 bits and most within 8, in sorted runs, with numpy.
 
-Measured on a labelled set of near-copies and look-alikes
-(``benchmarks/similar.py``): see the figures there and in the docs.
+The hash, the threshold and the tables were chosen on a labelled set of
+reposts and look-alikes (``benchmarks/similar.py`` prints the figures).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ LOW = 8  # its LOW x LOW lowest frequencies make the 64 bits
 THRESHOLD = 8  # bits that may differ between near-copies (of 64)
 BAND = 16  # bits of a table's key: four bands cover the hash
 PERMUTATIONS = 8  # orders of the bits, each cut into four bands: 32 tables
-WINDOW = 64  # hashes with the same key that each is compared with, in hash order
+WINDOW = 64  # hashes with the same key that each is compared with, at most
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -41,7 +42,6 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 _HASH = re.compile(r"[0-9a-fA-F]{16}").fullmatch
 _DCT = _dct_matrix(SIZE)[:LOW]  # only the low frequencies are kept: 8x32, not 32x32
-_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
 def perceptual_hash(data: bytes) -> str:
@@ -62,8 +62,7 @@ def perceptual_hash(data: bytes) -> str:
         return ""
     pixels = np.asarray(grey, dtype=np.float64)
     low = _DCT @ pixels @ _DCT.T
-    bits = (low > np.median(low)).ravel()
-    return f"{int(_WEIGHTS[bits].sum(dtype=np.uint64)):016x}"
+    return np.packbits(low > np.median(low)).tobytes().hex()
 
 
 def similar_groups(hashes: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -133,6 +132,9 @@ def _tables() -> list[np.ndarray]:
     return [order[start : start + BAND] for order in orders for start in range(0, 64, BAND)]
 
 
+_TABLES = _tables()
+
+
 def _key(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     key = np.zeros(len(values), dtype=np.uint64)
     for bit, position in enumerate(positions.tolist()):
@@ -159,6 +161,3 @@ def _near_pairs(values: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, 
     if not firsts:
         return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
     return np.concatenate(firsts), np.concatenate(seconds)
-
-
-_TABLES = _tables()
