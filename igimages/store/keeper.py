@@ -8,9 +8,7 @@ the image's entry in its post's results.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,9 +42,6 @@ class ImageKeeper:
     def __init__(self, store: ImageStore, catalog: Catalog) -> None:
         self.store = store
         self.catalog = catalog
-        # A JPEG's decode for its perceptual hash lets go of the GIL: on a thread of
-        # its own, it runs on another core than the event loop's.
-        self._hashing = ThreadPoolExecutor(1, thread_name_prefix="igimages-phash")
 
     async def find(self, place: Place, url: str) -> dict[str, Any] | None:
         """The image, if it needs no request: stored there, stored by a killed run
@@ -67,7 +62,7 @@ class ImageKeeper:
         if (same := await self.catalog.claim(stored)) is not None:
             return await self.place(same, place, url)
         try:
-            stored = replace(stored, phash=await self._perceptual_hash(body))  # once per content
+            stored = replace(stored, phash=perceptual_hash(body))  # once per content: here
             await self.store.save(stored, body)
         except BaseException:
             await self.catalog.abandon(stored)
@@ -93,10 +88,6 @@ class ImageKeeper:
         source = StoredImage(post="", **{name: shared[name] for name in names})
         return await self.place(source, place, url)
 
-    async def _perceptual_hash(self, body: bytes) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._hashing, perceptual_hash, body)
-
     def _adopt(self, place: Place) -> StoredImage | None:
         """Index a file that a killed run stored but did not get to record."""
         path = self.store.find_unindexed(place.post, place.prefix)
@@ -112,7 +103,6 @@ class ImageKeeper:
         return stored
 
     async def close(self) -> None:
-        self._hashing.shutdown()
         await self.store.close()
 
 
