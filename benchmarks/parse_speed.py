@@ -38,6 +38,8 @@ FORMATS = (
     "apify",
     "apify-jsonl",
     "instaloader",
+    "graphql",
+    "instagram-v1",
     "gallery-dl",
     "failures",
     "manifest",
@@ -89,6 +91,48 @@ def apify_value(post_id: str, urls: list[str]) -> dict[str, Any]:
     }
 
 
+def graphql_edge(post_id: str, urls: list[str]) -> dict[str, Any]:
+    """A web GraphQL edge, as a profile's ``edge_owner_to_timeline_media`` lists it."""
+    node = {"__typename": "GraphSidecar" if len(urls) > 1 else "GraphImage", "id": post_id}
+    node |= {"shortcode": f"C{post_id[-9:]}", "display_url": urls[0], "is_video": False}
+    node |= {"dimensions": {"height": 1350, "width": 1080}, "taken_at_timestamp": 1714557600}
+    node["display_resources"] = [
+        {"src": urls[0], "config_width": width, "config_height": width} for width in (640, 1080)
+    ]
+    node["edge_media_to_caption"] = {"edges": [{"node": {"text": "a caption #hashtag " * 5}}]}
+    if len(urls) > 1:
+        children = [{"node": {"__typename": "GraphImage", "display_url": url}} for url in urls]
+        node["edge_sidecar_to_children"] = {"edges": children}
+    return {"node": node}
+
+
+def v1_item(post_id: str, urls: list[str]) -> dict[str, Any]:
+    """A private-API v1 item: each picture in three sizes, the widest in the middle."""
+
+    def versions(url: str) -> dict[str, Any]:
+        sizes = (640, 1080, 320)
+        return {"candidates": [{"width": w, "height": w, "url": f"{url}&s={w}"} for w in sizes]}
+
+    item = {"pk": int(post_id), "id": f"{post_id}_1234567", "code": f"C{post_id[-9:]}"}
+    item |= {"taken_at": 1714557600, "caption": {"text": "a caption #hashtag " * 5}}
+    if len(urls) > 1:
+        children = [{"media_type": 1, "image_versions2": versions(url)} for url in urls]
+        return item | {"media_type": 8, "carousel_media": children}
+    return item | {"media_type": 1, "image_versions2": versions(urls[0])}
+
+
+def feed_pages(count: int, size: int = 12) -> Iterator[dict[str, Any]]:
+    """v1 items as a feed answers them, ``size`` to a page."""
+    page: list[dict[str, Any]] = []
+    for post in posts(count):
+        page.append(v1_item(*post))
+        if len(page) == size:
+            yield {"items": page, "num_results": size, "more_available": True}
+            page = []
+    if page:
+        yield {"items": page, "num_results": len(page), "more_available": False}
+
+
 def write_lines(path: Path, values: Iterator[Any], opener: Callable[..., Any] = open) -> None:
     with opener(path, "wt", encoding="utf-8") as out:
         for value in values:
@@ -128,6 +172,10 @@ def generate(name: str, count: int, folder: Path) -> tuple[Path, dict[str, str]]
             value = {"node": node, "instaloader": {"node_type": "Post", "version": "4.13"}}
             with lzma.open(path / f"{post_id}_UTC.json.xz", "wt") as out:
                 json.dump(value, out, separators=(",", ":"))
+    elif name == "graphql":
+        write_array(path := folder / "edges.json", (graphql_edge(*p) for p in posts(count)))
+    elif name == "instagram-v1":
+        write_lines(path := folder / "feed.jsonl", feed_pages(count))
     elif name == "gallery-dl":
         path = folder / "instagram"
         path.mkdir()

@@ -82,7 +82,12 @@ def crawl_here(posts: dict[str, list[str]], store: Path, **settings: Any) -> Cra
             ]
         )
     )
-    arguments = {"posts": str(path)}
+    return crawl_input({"posts": str(path)}, store, **settings)
+
+
+def crawl_input(arguments: dict[str, str], store: Path, **settings: Any) -> Crawled:
+    """Crawl the input the spider ``arguments`` (``-a``) name into ``store``, as
+    ``scrapy crawl`` would, and wait for it to finish."""
     values = project_settings(store, **settings)
 
     async def crawl() -> Crawler:

@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,8 @@ from igimages.inputs import InputSpec, PostsFileError, PostSource, Skipped
 from igimages.inputs.fields import resolve
 from igimages.inputs.seen import SeenSet
 from igimages.items import Post
+from igimages.plan import make_plan
+from tests.test_core import project_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIELDS = {"id_field": "pk", "image_fields": "carousel.image.src,cover.src"}
@@ -28,7 +31,9 @@ def read(posts: Path | str, max_images: int = 0, **args: str) -> tuple[str, list
     [
         ("seed.json", {}, "seed", 4, 1),
         ("apify.json", {}, "apify", 5, 2),
-        ("instaloader", {}, "instaloader", 4, 1),
+        ("instaloader", {}, "instaloader", 4, 1),  # nodes as graphql's, detected as instaloader
+        ("graphql.json", {}, "graphql", 3, 1),
+        ("instagram-v1.json", {}, "instagram-v1", 3, 1),
         ("gallery-dl", {}, "gallery-dl", 5, 1),
         ("failures.jsonl", {}, "failures", 2, 0),
         ("manifest.jsonl", {}, "manifest", 2, 0),
@@ -145,3 +150,101 @@ def test_seen_set_moves_past_its_memory_limit_to_disk(monkeypatch):
     assert not any(seen.add(i) for i in ids)  # repeats found in memory and on disk
     assert len(seen) == 3000
     assert len(seen._slots) <= 1024  # the table stopped growing at the limit
+
+
+def test_posts_are_found_inside_saved_responses_three_objects_deep(tmp_path):
+    node = {"__typename": "GraphImage", "id": "9", "shortcode": "C9", "display_url": "http://h/9"}
+    top = {"__typename": "GraphImage", "id": "8", "shortcode": "C8", "display_url": "http://h/8"}
+    hashtag = {
+        "edge_hashtag_to_top_posts": {"edges": [{"node": top}]},
+        "edge_hashtag_to_media": {"count": 2, "edges": [{"node": top}, {"node": node}]},
+        "edge_related_tags": {"edges": [{"node": {"name": "lake"}}]},  # no posts: passed over
+    }
+    responses = tmp_path / "responses.jsonl"
+    lines = [
+        {"graphql": {"hashtag": hashtag}},
+        {"data": {"xdt_shortcode_media": {"__typename": "XDTGraphImage", "id": "7"}}},
+        {"data": {"user": {"edge_owner_to_timeline_media": {"count": 0, "edges": []}}}},
+        {"items": [{"node": "not a post"}], "more_available": False},  # no post: a bad one
+    ]
+    responses.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    name, entries = read(responses)
+
+    assert name == "graphql"
+    assert [(e.id, e.image_urls) for e in entries if isinstance(e, Post)] == [
+        ("8", ["http://h/8"]),
+        ("9", ["http://h/9"]),
+        ("7", []),  # a post page's one post, as newer web responses name its type
+    ]
+    skipped = [str(e) for e in entries if isinstance(e, Skipped)]
+    assert skipped == [
+        f"{responses}:1:1: skipped post #2: post 8 is in the input twice (same id): processed once",
+        f'{responses}:4:1: skipped post #5: the post has no "id" (a non-empty string or number)',
+    ]
+
+    too_deep = tmp_path / "deep.json"
+    too_deep.write_text(json.dumps({"a": {"b": {"c": {"d": {"edges": [{"node": node}]}}}}}))
+    with pytest.raises(PostsFileError, match="cannot tell the posts format"):
+        read(too_deep)
+
+
+def test_v1_keeps_the_widest_candidate_whatever_their_order(tmp_path):
+    def candidate(width: Any, height: Any = 100) -> dict[str, Any]:
+        return {"width": width, "height": height, "url": f"http://h/{width}x{height}"}
+
+    def item(pk: int, *candidates: dict[str, Any]) -> dict[str, Any]:
+        return {"pk": pk, "media_type": 1, "image_versions2": {"candidates": list(candidates)}}
+
+    posts = tmp_path / "items.json"
+    items = [
+        item(1, candidate(320), candidate(1440), candidate(1080)),
+        item(2, candidate(1080, 1080), candidate(1080, 1350), candidate(750, 2000)),  # then height
+        item(3, candidate(None), candidate("wide"), candidate(150)),  # a width not a number
+        item(4, {"width": 2000}, candidate(640)),  # a candidate without "url" is none
+        item(5),
+    ]
+    posts.write_text(json.dumps(items))
+
+    name, entries = read(posts)
+
+    assert name == "instagram-v1"
+    assert [(p.id, p.image_urls) for p in entries] == [
+        ("1", ["http://h/1440x100"]),
+        ("2", ["http://h/1080x1350"]),
+        ("3", ["http://h/150x100"]),
+        ("4", ["http://h/640x100"]),
+        ("5", []),
+    ]
+
+
+def test_plan_names_the_detected_format(tmp_path):
+    settings = project_settings(tmp_path / "not-created")
+    for fixture, name, images in (
+        ("graphql.json", "graphql", 4),
+        ("instagram-v1.json", "instagram-v1", 4),
+    ):
+        source = PostSource(InputSpec.from_args({"posts": str(FIXTURES / fixture)}))
+
+        report = make_plan(source, settings).report()
+
+        assert f"{fixture}: {name} posts (detected)" in report
+        assert re.search(rf"^  images +{images}$", report, re.MULTILINE), report
+        assert "skipped: 1 bad" in report
+
+
+def test_v1_items_as_the_nodes_of_a_graphql_connection(tmp_path):
+    """Today's profile pages answer with v1 items as GraphQL edges' nodes."""
+    item = {"__typename": "XDTMediaDict", "pk": "5", "id": "5_1", "code": "C5", "media_type": 1}
+    item["image_versions2"] = {"candidates": [{"width": 1080, "height": 1080, "url": "http://h/5"}]}
+    connection = {"edges": [{"node": item, "cursor": "5"}], "page_info": {"has_next_page": False}}
+    response = tmp_path / "profile.json"
+    data = {"xdt_api__v1__feed__user_timeline_graphql_connection": connection}
+    response.write_text(json.dumps({"data": data}, indent=2))
+
+    name, entries = read(response)
+
+    assert name == "instagram-v1"
+    assert [(p.id, p.url, p.image_urls) for p in entries] == [
+        ("5", "https://www.instagram.com/p/C5/", ["http://h/5"])
+    ]

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from igimages.inputs.base import PerValue
-from igimages.inputs.post import make_post, objects, post_id, require_object, url_list
+from igimages.inputs.post import (
+    make_post,
+    objects,
+    post_id,
+    require_object,
+    shortcode_link,
+    url_list,
+)
 from igimages.items import Post
 
 _MARKS = ("displayUrl", "shortCode", "childPosts")
@@ -31,6 +38,6 @@ class Apify(PerValue):
         for child in objects(value.get("childPosts")):
             urls = urls + url_list(child.get("displayUrl"), "childPosts[].displayUrl", owner)
         link = value.get("url")
-        if not isinstance(link, str) and isinstance(value.get("shortCode"), str):
-            link = f"https://www.instagram.com/p/{value['shortCode']}/"
+        if not isinstance(link, str):
+            link = shortcode_link(value.get("shortCode"))
         return make_post(owner, link, urls)

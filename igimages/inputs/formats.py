@@ -9,6 +9,8 @@ from igimages.inputs.base import Format
 from igimages.inputs.feeds import Failures, Manifest
 from igimages.inputs.fields import Fields
 from igimages.inputs.gallerydl import GalleryDl
+from igimages.inputs.graphql import GraphQL
+from igimages.inputs.instagram_v1 import InstagramV1
 from igimages.inputs.instaloader import Instaloader
 from igimages.inputs.reader import Located, PostsFileError
 from igimages.inputs.seed import Seed
@@ -21,9 +23,22 @@ DETECTABLE: tuple[Format, ...] = (
     Manifest(),
     Seed(),
     Apify(),
+    # Last: they search a value that is not a post for posts inside it.
+    GraphQL(),
+    InstagramV1(),
 )
 FORMATS: dict[str, Format] = {f.name: f for f in DETECTABLE}
-NAMES = ("seed", "apify", "instaloader", "gallery-dl", "failures", "manifest", Fields.name)
+NAMES = (
+    "seed",
+    "apify",
+    "instaloader",
+    "graphql",
+    "instagram-v1",
+    "gallery-dl",
+    "failures",
+    "manifest",
+    Fields.name,
+)
 DETECT_WINDOW = 100  # values looked at before giving up
 
 

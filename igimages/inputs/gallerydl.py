@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from igimages.inputs.base import Format, Found
-from igimages.inputs.post import BadPost, make_post, post_id, require_object, url_list
+from igimages.inputs.post import (
+    BadPost,
+    make_post,
+    post_id,
+    require_object,
+    shortcode_link,
+    url_list,
+)
 from igimages.inputs.reader import Located
 
 
@@ -69,5 +76,4 @@ def _finish(posts: dict[str, _Post]) -> Iterator[Found]:
 def _link(value: dict[str, Any]) -> str | None:
     if isinstance(value.get("post_url"), str):
         return value["post_url"]
-    shortcode = value.get("post_shortcode")
-    return f"https://www.instagram.com/p/{shortcode}/" if isinstance(shortcode, str) else None
+    return shortcode_link(value.get("post_shortcode"))

@@ -1,10 +1,10 @@
 """instaloader's metadata files: ``{"node": {...}, "instaloader": {"node_type": ...}}``.
 
 One file per post (``.json``, or ``.json.xz`` as instaloader writes by
-default), alone or in a folder. A carousel's images are its children under
-``edge_sidecar_to_children`` (what instaloader itself downloads), anything
-else has ``display_url``, for a video its cover. The profile's own metadata
-and the ``_comments.json`` files beside the posts are not posts: skipped.
+default), alone or in a folder. The node is Instagram's GraphQL media node,
+read as the ``graphql`` format reads it (a carousel's children, else
+``display_url``, for a video its cover). The profile's own metadata and the
+``_comments.json`` files beside the posts are not posts: skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from igimages.inputs.base import Found, PerValue
-from igimages.inputs.post import make_post, objects, post_id, require_object, url_list
+from igimages.inputs.graphql import node_post
+from igimages.inputs.post import require_object
 from igimages.inputs.reader import Located
 from igimages.items import Post
 
@@ -35,17 +36,4 @@ class Instaloader(PerValue):
         if isinstance(about, dict) and about.get("node_type", "Post") not in POST_TYPES:
             return None
         node = value.get("node")
-        node = node if isinstance(node, dict) else {}
-        owner = post_id(node.get("id"), "node.id")
-        sidecar = node.get("edge_sidecar_to_children")
-        children = objects(sidecar.get("edges")) if isinstance(sidecar, dict) else []
-        urls: list[str] = []
-        for edge in children:
-            child = edge.get("node")
-            if isinstance(child, dict):
-                urls += url_list(child.get("display_url"), "edge_sidecar_to_children", owner)
-        if not urls:
-            urls = url_list(node.get("display_url"), "node.display_url", owner)
-        shortcode = node.get("shortcode")
-        link = f"https://www.instagram.com/p/{shortcode}/" if isinstance(shortcode, str) else None
-        return make_post(owner, link, urls)
+        return node_post(node if isinstance(node, dict) else {}, "node.")

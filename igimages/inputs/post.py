@@ -48,6 +48,11 @@ def url_list(value: Any, field: str, owner: str) -> list[str]:
     raise BadPost(f'post {owner}: "{field}" must be a list of URL strings')
 
 
+def shortcode_link(shortcode: Any) -> str | None:
+    """The post's page, from its shortcode, as Instagram links it."""
+    return f"https://www.instagram.com/p/{shortcode}/" if isinstance(shortcode, str) else None
+
+
 def objects(value: Any) -> list[dict[str, Any]]:
     """The objects of a list field; anything else in it is ignored."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
