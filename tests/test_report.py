@@ -27,6 +27,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
+from igimages.report.reading import read_posts
+from igimages.report.reposts import Reposts
 from igimages.similar import similar_groups
 from tests import images
 from tests.conftest import PROJECT_ROOT, CrawlResult, crawl_command, crawl_env
@@ -652,3 +654,32 @@ def test_an_image_reposted_elsewhere_links_to_those_posts(reposted, browser):
     also.find_elements(By.TAG_NAME, "a")[0].click()
     WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(folder.as_uri() + "/index"))
     assert severe_logs(browser) == []
+
+
+def test_a_manifest_without_perceptual_hashes_still_links_posts_holding_the_same_bytes(tmp_path):
+    """As a store crawled before igimages kept a ``phash`` has it: its exact copies are
+    found by their ``sha256``, every other image stands alone."""
+    same, other = "ab" * 32, "cd" * 32
+    lines = [
+        {
+            "id": post,
+            "url": "",
+            "images": [{"position": 1, "status": status, "path": f"{post}/1.jpg", "sha256": sha}],
+        }
+        for post, status, sha in (
+            ("a", "downloaded", same),
+            ("b", "failed", same),
+            ("c", "duplicate", same),
+            ("d", "downloaded", other),
+        )
+    ]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    reposts = Reposts.read(read_posts([manifest]), page_size=2)
+
+    posts = {post.id: post for post in read_posts([manifest])}
+    assert reposts.posts == 4
+    assert reposts.others(posts["a"].images[0], "a") == [("c", 2)]  # post c is on page 2
+    assert reposts.others(posts["c"].images[0], "c") == [("a", 1)]
+    assert reposts.others(posts["d"].images[0], "d") == []

@@ -251,7 +251,7 @@ def _tile(image: ReportImage, no_preview: dict[str, str], others: list[tuple[str
 
 
 def _also_in(others: list[tuple[str, int]]) -> str:
-    """ "also in N posts", linked to each (the first ``LINKS_SHOWN``) on its page."""
+    """The line "also in N posts", each (the first ``LINKS_SHOWN``) linked on its page."""
     count = len(others)
     links = ", ".join(
         f'<a href="{page_name(page)}#{escape(urlencode({"find": post_id}, quote_via=quote))}">'

@@ -26,6 +26,8 @@ from igimages.similar import group_keys
 
 @dataclass(frozen=True, slots=True)
 class Reposts:
+    """The groups of images that more than one post holds, and where those posts are."""
+
     posts: int  # the number of posts read
     group_of: dict[int, int] = field(default_factory=dict)  # content key -> its group's
     members: dict[int, list[tuple[str, int]]] = field(default_factory=dict)  # (post id, page)
@@ -33,7 +35,7 @@ class Reposts:
     @classmethod
     def read(cls, posts: Iterable[ReportPost], page_size: int) -> Self:
         """Group the stored images of ``posts`` (in manifest order, ``page_size`` a page)."""
-        keys, phashes, known, numbers = array("Q"), array("Q"), array("b"), array("Q")
+        keys, phashes, known, numbers = array("Q"), array("Q"), array("B"), array("Q")
         ids: list[str] = []
         for number, post in enumerate(posts):
             ids.append(post.id)
@@ -43,16 +45,12 @@ class Reposts:
                     phashes.append(int(image.phash or "0", 16))
                     known.append(bool(image.phash))
                     numbers.append(number)
-        image_keys = np.frombuffer(keys, np.uint64) if keys else np.empty(0, np.uint64)
+        image_keys, hashed = np.frombuffer(keys, np.uint64), np.frombuffer(known, np.bool_)
         # One row a content: its first image with a hash, else its first.
-        order = np.lexsort((np.frombuffer(known, np.int8) == 0, image_keys))
+        order = np.lexsort((~hashed, image_keys))
         contents, first = np.unique(image_keys[order], return_index=True)
         first = order[first]
-        groups = group_keys(
-            contents,
-            np.frombuffer(phashes, np.uint64)[first],
-            np.frombuffer(known, np.int8)[first] == 1,
-        )
+        groups = group_keys(contents, np.frombuffer(phashes, np.uint64)[first], hashed[first])
         image_groups = groups[np.searchsorted(contents, image_keys)]
         # Each (group, post) once; the groups with more than one post.
         pairs = np.unique(np.stack([image_groups, np.frombuffer(numbers, np.uint64)]), axis=1)
