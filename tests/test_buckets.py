@@ -148,6 +148,8 @@ def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(
     crawl(posts, *bucket.settings, env=bucket.env, target=bucket.uri)
     objects = bucket.objects()
     manifest = {post["id"]: post for post in jsonl(objects["manifest.jsonl"])}
+    phash = {image["sha256"]: image["phash"] for image in stored_images(manifest)}
+    assert all(len(value) == 16 for value in phash.values())
     deleted = manifest["e"]["images"][0]["path"]
     for name in [n for n in objects if n.startswith(".igimages/index/")] + [deleted]:
         bucket.client.delete_object(Bucket=bucket.name, Key=f"job/{name}")
@@ -164,6 +166,12 @@ def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(
     assert [c for c in calls if c.method == "HEAD" and c.key.endswith(".jpg")]  # metadata only
     manifest = check_stored(bucket.objects(), bodies, expected)
     assert manifest["e"]["images"][0]["status"] == "downloaded"
+    # The perceptual hash came back with the rest of the metadata, not recomputed.
+    assert {image["sha256"]: image["phash"] for image in stored_images(manifest)} == phash
+
+
+def stored_images(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [image for post in manifest.values() for image in post["images"] if "sha256" in image]
 
 
 @pytest.mark.timeout(300)  # the first run installs Azurite from npm

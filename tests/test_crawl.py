@@ -181,6 +181,7 @@ def test_files_the_index_lacks_are_adopted_and_damaged_ones_fetched_again(
     posts = write_posts({"x": urls})
     first = crawl(posts)
     assert first.returncode == EXIT_OK, first.stderr
+    phashes = [image["phash"] for image in first.manifest["x"]["images"]]
     for index in (first.store / ".igimages").glob("index.sqlite3*"):
         index.unlink()
     damaged = first.store / first.image("x", 3)["path"]
@@ -202,6 +203,8 @@ def test_files_the_index_lacks_are_adopted_and_damaged_ones_fetched_again(
     index = FolderStore(StoreUri.parse(str(second.store))).index
     assert all(index.lookup("x", i["position"], i["key"]) for i in second.manifest["x"]["images"])
     index.close()
+    # ...with their perceptual hash, made from the file read back.
+    assert [i["phash"] for i in second.manifest["x"]["images"]] == phashes
 
 
 def test_rescrape_with_rotated_signatures_on_cdn_host_makes_no_request(

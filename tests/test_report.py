@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
+from igimages.report.reading import read_posts
+from igimages.report.reposts import Reposts
+from igimages.similar import similar_groups
 from tests import images
 from tests.conftest import PROJECT_ROOT, CrawlResult, crawl_command, crawl_env
 from tests.imageserver import ImageServer, Route
@@ -565,3 +570,116 @@ def test_the_timeline_stays_bounded_and_evenly_spaced_however_long_the_run(monke
     assert seconds[0] == 0
     assert seconds[-1] == pytest.approx(1000.1)
     assert record["points"][-1][1] == 4000  # the last point is the end's counts
+
+
+@pytest.fixture(scope="module")
+def reposted(tmp_path_factory) -> CrawlResult:
+    """A real crawl: one picture posted, then reposted twice resized and recompressed
+    (WebP, a JPEG at low quality), and another picture of the same kind; two posts a page."""
+    tmp = tmp_path_factory.mktemp("reposted")
+    picture = images.jpeg(1080, 1350, seed=3)
+    with ImageServer() as server:
+        posts = {
+            "original": [server.add("/original.jpg", picture)],
+            "other": [server.add("/other.jpg", images.jpeg(1080, 1350, seed=4))],
+            "repost": [server.add("/repost.webp", recompressed(picture, "WEBP", 0.6, 50))],
+            "repost2": [server.add("/repost2.jpg", recompressed(picture, "JPEG", 0.75, 40))],
+        }
+        posts_file = tmp / "posts.json"
+        posts_file.write_text(json.dumps(seed_posts(posts)))
+        crawl = run_crawl(posts_file, tmp / "images", "CONCURRENT_REQUESTS=1")  # in order
+        assert crawl.returncode == 0, crawl.stderr
+    assert list(crawl.manifest) == list(posts)
+    report = run_report(crawl.store, "IGIMAGES_REPORT_PAGE_SIZE=2")
+    assert report.returncode == 0, report.stderr
+    return crawl
+
+
+def recompressed(data: bytes, format: str, scale: float, quality: int) -> bytes:
+    image = Image.open(io.BytesIO(data))
+    out = io.BytesIO()
+    image.resize((round(image.width * scale), round(image.height * scale))).save(
+        out, format, quality=quality
+    )
+    return out.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_manifest_and_index_carry_each_images_perceptual_hash(reposted):
+    phash = {post: reposted.image(post, 1)["phash"] for post in reposted.manifest}
+    assert all(len(value) == 16 and int(value, 16) >= 0 for value in phash.values())
+    assert len({reposted.image(post, 1)["sha256"] for post in phash}) == 4  # no bytes alike
+    groups = similar_groups((reposted.image(post, 1)["sha256"], phash[post]) for post in phash)
+    group = {post: groups[reposted.image(post, 1)["sha256"]] for post in phash}
+    assert group["original"] == group["repost"] == group["repost2"] != group["other"]
+    with sqlite3.connect(reposted.store / ".igimages" / "index.sqlite3") as db:
+        indexed = dict(db.execute("SELECT post, phash FROM images"))
+    assert indexed == phash
+
+
+@pytest.mark.timeout(120)
+def test_an_image_reposted_elsewhere_links_to_those_posts(reposted, browser):
+    folder = reposted.store / "report"
+    open_page(browser, folder / "index.html")
+    tile = browser.find_element(By.CSS_SELECTOR, 'article.post[data-id="original"] li.tile')
+    also = tile.find_element(By.CSS_SELECTOR, ".also-in")
+    assert also.text == "also in 2 posts: repost, repost2"
+    links = also.find_elements(By.TAG_NAME, "a")
+    targets = [link.get_attribute("href") for link in links]
+    page = (folder / "page-2.html").as_uri()
+    assert targets == [f"{page}#find=repost", f"{page}#find=repost2"]
+    other = browser.find_element(By.CSS_SELECTOR, 'article.post[data-id="other"]')
+    assert other.find_elements(By.CSS_SELECTOR, ".also-in") == []
+
+    links[1].click()  # to the other page
+    found = WebDriverWait(browser, 10).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "article.post.found")
+    )
+    assert browser.current_url.startswith(page)
+    assert [f.get_attribute("data-id") for f in found] == ["repost2"]
+    tile = browser.find_element(By.CSS_SELECTOR, 'article.post[data-id="repost2"] li.tile')
+    also = tile.find_element(By.CSS_SELECTOR, ".also-in")
+    assert also.text == "also in 2 posts: original, repost"
+
+    also.find_elements(By.TAG_NAME, "a")[1].click()  # to a post of this same page
+    WebDriverWait(browser, 10).until(
+        lambda d: (
+            [
+                f.get_attribute("data-id")
+                for f in d.find_elements(By.CSS_SELECTOR, "article.post.found")
+            ]
+            == ["repost"]
+        )
+    )
+    also.find_elements(By.TAG_NAME, "a")[0].click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(folder.as_uri() + "/index"))
+    assert severe_logs(browser) == []
+
+
+def test_a_manifest_without_perceptual_hashes_still_links_posts_holding_the_same_bytes(tmp_path):
+    """As a store crawled before igimages kept a ``phash`` has it: its exact copies are
+    found by their ``sha256``, every other image stands alone."""
+    same, other = "ab" * 32, "cd" * 32
+    lines = [
+        {
+            "id": post,
+            "url": "",
+            "images": [{"position": 1, "status": status, "path": f"{post}/1.jpg", "sha256": sha}],
+        }
+        for post, status, sha in (
+            ("a", "downloaded", same),
+            ("b", "failed", same),
+            ("c", "duplicate", same),
+            ("d", "downloaded", other),
+        )
+    ]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    reposts = Reposts.read(read_posts([manifest]), page_size=2)
+
+    posts = {post.id: post for post in read_posts([manifest])}
+    assert reposts.posts == 4
+    assert reposts.others(posts["a"].images[0], "a") == [("c", 2)]  # post c is on page 2
+    assert reposts.others(posts["c"].images[0], "c") == [("a", 1)]
+    assert reposts.others(posts["d"].images[0], "d") == []

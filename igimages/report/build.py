@@ -1,9 +1,11 @@
-"""Put the report together: read the manifests once, make thumbnails, write the pages.
+"""Put the report together: read the manifests, make thumbnails, write the pages.
 
-Posts are read one page at a time and each page is written as soon as its
-thumbnails are made, a few pages behind the thumbnail workers, so memory does
-not grow with the store (but for the small index that finds a post by id)
-and every core is busy. The first page, with the overview of the whole
+A first pass counts the posts and groups near-copies across them
+(``igimages.report.reposts``). Then posts are read one page at a time and
+each page is written as soon as its thumbnails are made, a few pages behind
+the thumbnail workers, so memory does not grow with the store (but for the
+small index that finds a post by id, and the content hashes of the first
+pass) and every core is busy. The first page, with the overview of the whole
 store, is written last. Everything is written into a folder of its own
 first and moved into ``report/`` at the end: a failure leaves the previous
 report whole, and pages of an earlier, longer report are removed.
@@ -29,11 +31,11 @@ from igimages.report.pages import Overview, PageInfo, json_for_html, page_name, 
 from igimages.report.reading import (
     ReportError,
     ReportPost,
-    count_posts,
     read_posts,
     read_summaries,
     run_files,
 )
+from igimages.report.reposts import Reposts
 from igimages.report.thumbs import Batch, Job, ThumbnailMaker
 from igimages.store import FOLDER, StoreUri
 from igimages.store.locking import exclusively
@@ -92,14 +94,15 @@ def build_report(options: ReportOptions) -> ReportResult:
     store = options.store
     feeds = run_files(store)
     summaries, warnings = read_summaries(feeds.summaries)
-    total = count_posts(feeds.manifests)
+    reposts = Reposts.read(read_posts(feeds.manifests), options.page_size)
+    total = reposts.posts
     pages = max(1, -(-total // options.page_size))
     buckets = -(-total // IDS_PER_FIND_FILE) if pages > 1 else 0
     report_dir = store / REPORT_DIR
     staging = _staging_dir(report_dir)
     thumbs = ThumbnailMaker(store, options.workers)
     try:
-        writer = _PageWriter(staging, thumbs, store.name, pages, buckets)
+        writer = _PageWriter(staging, thumbs, reposts, store.name, pages, buckets)
         overview = Overview(summaries=summaries)
         find: list[list[str]] = [[] for _ in range(buckets)]
         window: deque[tuple[int, list[ReportPost], Batch]] = deque()
@@ -161,10 +164,17 @@ def bucket_of(post_id: str, buckets: int) -> int:
 
 class _PageWriter:
     def __init__(
-        self, staging: Path, thumbs: ThumbnailMaker, store_name: str, pages: int, buckets: int
+        self,
+        staging: Path,
+        thumbs: ThumbnailMaker,
+        reposts: Reposts,
+        store_name: str,
+        pages: int,
+        buckets: int,
     ) -> None:
         self.staging = staging
         self.thumbs = thumbs
+        self.reposts = reposts
         self.store_name = store_name
         self.pages = pages
         self.buckets = buckets
@@ -175,7 +185,8 @@ class _PageWriter:
     ) -> None:
         self.thumbs.wait(batch)
         info = PageInfo(number, self.pages, self.store_name, self.generated, self.buckets)
-        self.put(page_name(number), render_page(info, posts, self.thumbs.failed, overview))
+        page = render_page(info, posts, self.thumbs.failed, self.reposts, overview)
+        self.put(page_name(number), page)
 
     def put(self, name: str, text: str) -> None:
         path = self.staging / name

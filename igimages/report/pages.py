@@ -16,12 +16,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from igimages.items import CACHED, DOWNLOADED, DUPLICATE, FAILED, STATUSES
 from igimages.report.advice import advice
 from igimages.report.charts import line_chart, timeline_series
 from igimages.report.reading import ReportImage, ReportPost
+from igimages.report.reposts import Reposts
 from igimages.report.thumbs import THUMB_SIZE, thumb_path
 from igimages.units import duration, size
 
@@ -30,6 +31,7 @@ CSP = (
     "base-uri 'none'; form-action 'none'"
 )
 PAGE_LINKS_AROUND = 3  # page links shown on each side of the current one
+LINKS_SHOWN = 12  # links to other posts or pages shown before "and N more"
 
 
 def page_name(number: int) -> str:
@@ -82,9 +84,11 @@ def render_page(
     info: PageInfo,
     posts: list[ReportPost],
     no_preview: dict[str, str],
+    reposts: Reposts,
     overview: Overview | None = None,
 ) -> str:
-    """A whole page; ``no_preview``: content whose thumbnail could not be made, and why."""
+    """A whole page; ``no_preview``: content whose thumbnail could not be made, and why;
+    ``reposts``: which other posts hold each image or a near-copy of it."""
     title = f"igimages report: {info.store_name}"
     if info.pages > 1:
         title += f", page {info.number} of {info.pages}"
@@ -110,7 +114,7 @@ def render_page(
         parts.append(_overview(overview))
     parts.append(_filters(posts))
     parts.append('<div id="posts">')
-    parts.extend(_post(post, no_preview) for post in posts)
+    parts.extend(_post(post, no_preview, reposts) for post in posts)
     if not posts:
         parts.append('<p class="none">No posts in the manifest.</p>')
     parts.append("</div></main>")
@@ -176,7 +180,7 @@ def _filters(posts: list[ReportPost]) -> str:
     return "".join(parts)
 
 
-def _post(post: ReportPost, no_preview: dict[str, str]) -> str:
+def _post(post: ReportPost, no_preview: dict[str, str], reposts: Reposts) -> str:
     statuses = Counter(image.status for image in post.images)
     meta = ", ".join(f"{statuses[s]} {s}" for s in (*STATUSES, "interrupted") if statuses[s])
     count = len(post.images)
@@ -196,7 +200,10 @@ def _post(post: ReportPost, no_preview: dict[str, str]) -> str:
     ]
     if post.images:
         parts.append('<ol class="sheet">')
-        parts.extend(_tile(image, no_preview) for image in sorted(post.images, key=_position))
+        parts.extend(
+            _tile(image, no_preview, reposts.others(image, post.id))
+            for image in sorted(post.images, key=_position)
+        )
         parts.append("</ol>")
     else:
         parts.append('<p class="none">No images in this post.</p>')
@@ -208,7 +215,7 @@ def _position(image: ReportImage) -> int:
     return image.position
 
 
-def _tile(image: ReportImage, no_preview: dict[str, str]) -> str:
+def _tile(image: ReportImage, no_preview: dict[str, str], others: list[tuple[str, int]]) -> str:
     status = escape(image.status)
     reason = escape(image.reason) if image.status == FAILED else ""
     head = f'<li class="tile" data-status="{status}" data-reason="{reason}">'
@@ -238,7 +245,24 @@ def _tile(image: ReportImage, no_preview: dict[str, str]) -> str:
                 f'<br>same file as <a href="{_store_href(image.duplicate_of)}">'
                 f"{escape(image.duplicate_of)}</a>"
             )
+        if others:
+            caption.append(_also_in(others))
     return f'{head}{frame}<div class="caption">{"".join(caption)}</div></li>'
+
+
+def _also_in(others: list[tuple[str, int]]) -> str:
+    """The line "also in N posts", each (the first ``LINKS_SHOWN``) linked on its page."""
+    count = len(others)
+    links = ", ".join(
+        f'<a href="{page_name(page)}#{escape(urlencode({"find": post_id}, quote_via=quote))}">'
+        f"{escape(post_id)}</a>"
+        for post_id, page in others[:LINKS_SHOWN]
+    )
+    if count > LINKS_SHOWN:
+        links += f" and {count - LINKS_SHOWN} more"
+    return (
+        f'<br><span class="also-in">also in {count} post{"s" if count != 1 else ""}: {links}</span>'
+    )
 
 
 def _image_frame(image: ReportImage, no_preview: dict[str, str]) -> str:
@@ -355,9 +379,10 @@ def _reasons_table(overview: Overview) -> str:
     for reason, count in overview.reasons.most_common():
         pages = overview.reason_pages.get(reason, [])
         fragment = "#" + escape(f"status=failed&reason={quote(reason)}")
-        links = " ".join(f'<a href="{page_name(page)}{fragment}">{page}</a>' for page in pages[:12])
-        if len(pages) > 12:
-            links += f" and {len(pages) - 12} more"
+        shown = pages[:LINKS_SHOWN]
+        links = " ".join(f'<a href="{page_name(page)}{fragment}">{page}</a>' for page in shown)
+        if len(pages) > LINKS_SHOWN:
+            links += f" and {len(pages) - LINKS_SHOWN} more"
         parts.append(
             f'<tr><td><code>{escape(reason)}</code></td><td class="count">{count:,}</td>'
             f"<td>{escape(advice(reason))}</td><td>{links}</td></tr>"

@@ -21,6 +21,7 @@ from typing import Any
 from igimages.items import FAILED
 
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_PHASH = re.compile(r"[0-9a-f]{16}\Z")
 
 
 class ReportError(Exception):
@@ -66,6 +67,7 @@ class ReportImage:
     detail: str = ""
     http_status: int | None = None
     duplicate_of: str | None = None
+    phash: str = ""  # '' if the manifest has none (stored by an earlier version)
 
 
 @dataclass(slots=True)
@@ -81,15 +83,6 @@ class ReportPost:
     @property
     def reasons(self) -> list[str]:
         return sorted({image.reason for image in self.images if image.status == FAILED})
-
-
-def count_posts(manifests: list[Path]) -> int:
-    """The number of posts (non-blank lines), read quickly before the real pass."""
-    total = 0
-    for path in manifests:
-        with _open(path) as lines:
-            total += sum(1 for line in lines if not line.isspace())
-    return total
 
 
 def read_posts(manifests: list[Path]) -> Iterator[ReportPost]:
@@ -176,6 +169,7 @@ def _image(value: dict[str, Any], number: int) -> ReportImage:
         detail=_text(value.get("detail")),
         http_status=_int(value.get("http_status")),
         duplicate_of=safe_path(value.get("duplicate_of")),
+        phash=phash if isinstance(phash := value.get("phash"), str) and _PHASH.match(phash) else "",
     )
 
 

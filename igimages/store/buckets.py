@@ -385,8 +385,12 @@ def _cache_home() -> Path:
 
 
 def _metadata(image: StoredImage, prefix: str) -> dict[str, str]:
-    """What an object carries about its content; a server-side copy keeps it."""
-    return {f"{prefix}{name}": str(getattr(image, name)) for name in _CONTENT_FIELDS}
+    """What an object carries about its content; a server-side copy keeps it. The
+    perceptual hash is left out when unknown (objects of earlier versions lack it)."""
+    metadata = {f"{prefix}{name}": str(getattr(image, name)) for name in _CONTENT_FIELDS}
+    if image.phash:
+        metadata[f"{prefix}phash"] = image.phash
+    return metadata
 
 
 def _from_metadata(
@@ -409,6 +413,7 @@ def _from_metadata(
         width=int(content["width"] or 0),
         height=int(content["height"] or 0),
         format=str(content["format"]),
+        phash=metadata.get(f"{prefix}phash", ""),
     )
 
 

@@ -40,11 +40,18 @@ class StoredImage:
     width: int
     height: int
     format: str
+    # Perceptual hash (igimages.similar), 16 hex characters; '' for images
+    # stored before igimages kept one. Last, with a default, so the records of
+    # earlier versions (a job's Redis, a bucket's segments) still read.
+    phash: str = ""
 
 
 FIELDS = tuple(field.name for field in fields(StoredImage))
 _COLUMNS = ", ".join(FIELDS)
 _row = attrgetter(*FIELDS)  # astuple() deep-copies
+_PLACES = ",".join("?" * len(FIELDS))
+# Columns added since the first index: every index gains them as it is opened.
+_ADDED = {"phash": "TEXT NOT NULL DEFAULT ''"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -74,6 +81,9 @@ class ImageIndex:
         self._db = db
         self.intact = intact
         self._where = where
+        # An index that has not gained a column yet (read only) reads it as its default.
+        present = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+        self._select = ", ".join(name if name in present else f"'' AS {name}" for name in FIELDS)
 
     @classmethod
     def open(
@@ -81,7 +91,9 @@ class ImageIndex:
     ) -> Self:
         """The index at ``path``, made if new, set aside and made anew if damaged."""
         try:
-            return cls(open_state(path, _SCHEMA, rebuilt), intact, where)
+            db = open_state(path, _SCHEMA, rebuilt)
+            _add_columns(db)
+            return cls(db, intact, where)
         except (OSError, sqlite3.Error) as exc:  # a full disk, no permission
             raise StoreError(f"cannot open the index of {where}: {exc}") from None
 
@@ -120,7 +132,7 @@ class ImageIndex:
     def _first(self, condition: str, args: tuple) -> StoredImage | None:
         """The first intact image of those matching ``condition`` (WHERE and ORDER BY)."""
         try:
-            query = f"SELECT {_COLUMNS} FROM images WHERE {condition} LIMIT 4"
+            query = f"SELECT {self._select} FROM images WHERE {condition} LIMIT 4"
             rows = self._db.execute(query, args).fetchall()
         except sqlite3.Error as exc:  # damaged while the crawl runs: the next run sets it aside
             raise StoreError(
@@ -138,9 +150,9 @@ class ImageIndex:
 
     def record_all(self, images: Iterable[StoredImage]) -> None:
         try:
-            with self._transaction():
+            with _transaction(self._db):
                 self._db.executemany(
-                    f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    f"INSERT OR REPLACE INTO images ({_COLUMNS}) VALUES ({_PLACES})",
                     map(_row, images),
                 )
         except sqlite3.Error as exc:
@@ -149,18 +161,8 @@ class ImageIndex:
             raise StoreError(f"cannot update the index of {self._where}: {reason}") from exc
 
     def forget(self, paths: Iterable[str]) -> None:
-        with self._transaction():
+        with _transaction(self._db):
             self._db.executemany("DELETE FROM images WHERE path = ?", ((p,) for p in paths))
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def sizes(self) -> dict[str, int]:
         """Every recorded path and its size."""
@@ -172,7 +174,7 @@ class ImageIndex:
     def since(self, rowid: int) -> tuple[int, list[StoredImage]]:
         """Images recorded after ``rowid`` (a replaced row gets a new one), and the last rowid."""
         rows = self._db.execute(
-            f"SELECT rowid, {_COLUMNS} FROM images WHERE rowid > ? ORDER BY rowid", (rowid,)
+            f"SELECT rowid, {self._select} FROM images WHERE rowid > ? ORDER BY rowid", (rowid,)
         ).fetchall()
         last = rows[-1][0] if rows else rowid
         return last, [StoredImage(*row[1:]) for row in rows]
@@ -186,3 +188,24 @@ class ImageIndex:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Give an index made by an earlier version the columns added since, with their
+    defaults; in one transaction, so processes opening it together add each once."""
+    with _transaction(db):
+        present = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+        for name, definition in _ADDED.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE images ADD COLUMN {name} {definition}")
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -151,6 +151,15 @@
     find(findInput.value.trim());
   });
 
+  // A link to a post of this same page ("also in N posts") changes the hash only.
+  window.addEventListener("hashchange", () => {
+    const id = readHash().find;
+    if (id) {
+      findInput.value = id;
+      find(id);
+    }
+  });
+
   const initial = readHash();
   state.status = initial.status;
   state.reason = initial.reason;
