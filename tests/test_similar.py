@@ -153,3 +153,15 @@ def test_a_crawl_hashes_each_content_once_and_its_copies_carry_the_hash(
     assert hashed == []  # found in the index, with its hash
     assert [e["phash"] for e in again.images["p"]] == [e["phash"] for e in first.images["p"]]
     assert again.images["r"][0]["phash"] == perceptual_hash(picture)
+
+
+def test_with_no_perceptual_hash_set_nothing_is_hashed(server, tmp_path, monkeypatch):
+    hashed = []
+    monkeypatch.setattr(keeper, "perceptual_hash", lambda body: hashed.append(body) or "x")
+    url = server.add("/h/unhashed.jpg", images.jpeg(seed=42))
+
+    crawled = crawl_here({"u": [url]}, tmp_path / "store", IGIMAGES_PERCEPTUAL_HASH="")
+
+    assert hashed == []
+    assert [entry["phash"] for entry in crawled.images["u"]] == [""]
+    assert [entry["status"] for entry in crawled.images["u"]] == [DOWNLOADED]

@@ -77,7 +77,9 @@ class PostImagesPipeline(MediaPipeline):
         self.stats = crawler.stats
         store = open_store(crawler)
         catalog_class = load_object(settings["IGIMAGES_CATALOG"])
-        self.keeper = ImageKeeper(store, build_from_crawler(catalog_class, crawler, store.index))
+        catalog = build_from_crawler(catalog_class, crawler, store.index)
+        image_hash = settings.get("IGIMAGES_PERCEPTUAL_HASH")
+        self.keeper = ImageKeeper(store, catalog, load_object(image_hash) if image_hash else None)
         self.store_error: StoreError | None = None
         self._log_filter = _HideHandledFailures()
 

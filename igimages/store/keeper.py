@@ -9,6 +9,7 @@ the image's entry in its post's results.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,9 +40,16 @@ class Place:
 
 
 class ImageKeeper:
-    def __init__(self, store: ImageStore, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        store: ImageStore,
+        catalog: Catalog,
+        image_hash: Callable[[bytes], str] | None = None,
+    ) -> None:
         self.store = store
         self.catalog = catalog
+        # ``IGIMAGES_PERCEPTUAL_HASH``; None: no hash, images are grouped by bytes only.
+        self.image_hash = image_hash or _no_hash
 
     async def find(self, place: Place, url: str) -> dict[str, Any] | None:
         """The image, if it needs no request: stored there, stored by a killed run
@@ -62,7 +70,7 @@ class ImageKeeper:
         if (same := await self.catalog.claim(stored)) is not None:
             return await self.place(same, place, url)
         try:
-            stored = replace(stored, phash=perceptual_hash(body))  # once per content: here
+            stored = replace(stored, phash=self.image_hash(body))  # once per content: here
             await self.store.save(stored, body)
         except BaseException:
             await self.catalog.abandon(stored)
@@ -98,7 +106,7 @@ class ImageKeeper:
             image = inspect_image(body)
         except ImageRejected:
             return None  # fetch it again; the new file replaces this one
-        stored = replace(describe(place, body, image, path), phash=perceptual_hash(body))
+        stored = replace(describe(place, body, image, path), phash=self.image_hash(body))
         self.store.index.record(stored)
         return stored
 
@@ -120,6 +128,10 @@ def describe(place: Place, body: bytes, image: ImageInfo, path: str | None = Non
         height=image.height,
         format=image.format,
     )
+
+
+def _no_hash(body: bytes) -> str:
+    return ""
 
 
 def perceptual_hash(body: bytes) -> str:
