@@ -48,7 +48,11 @@ def corpus(server) -> tuple[dict[str, list[str]], dict[str, bytes]]:
         "/copy-of-a.jpg": images.jpeg(80, 60, seed=1),
         "/c.webp": images.webp(50, 70, seed=3),
     }
-    urls = {path: server.add(path, body) for path, body in bodies.items()}
+    # The copy answers last, so the first post's image is the one stored.
+    urls = {
+        path: server.add(path, Route(body, delay=0.3 if path == "/copy-of-a.jpg" else 0))
+        for path, body in bodies.items()
+    }
     gone = server.add("/gone.jpg", Route(status=404))
     posts = {
         "p1": [urls["/a.jpg"], urls["/b.png"]],
@@ -135,7 +139,10 @@ def test_a_folder_store_loads_as_an_imagefolder_and_its_table_in_arrow(
         "imagefolder", data_dir=str(store), split="train", cache_dir=str(tmp_path / "hf")
     )
     examples = sorted(loaded, key=lambda example: (example["post_id"], example["position"]))
-    stored = [row for row in expected_rows(manifest) if row["status"] != "failed"]
+    stored = sorted(
+        (row for row in expected_rows(manifest) if row["status"] != "failed"),
+        key=lambda row: (row["post_id"], row["position"]),
+    )  # the manifest is in the order posts finished
     assert [(e["post_id"], e["position"]) for e in examples] == [
         ("p1", 1), ("p1", 2), ("p2", 1), ("p3", 1)
     ]  # fmt: skip

@@ -8,6 +8,7 @@ the image's entry in its post's results.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -70,7 +71,7 @@ class ImageKeeper:
         if (same := await self.catalog.claim(stored)) is not None:
             return await self.place(same, place, url)
         try:
-            stored = replace(stored, phash=self.image_hash(body))  # once per content: here
+            stored = replace(stored, phash=await asyncio.to_thread(self.image_hash, body))
             await self.store.save(stored, body)
         except BaseException:
             await self.catalog.abandon(stored)
