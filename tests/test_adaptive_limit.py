@@ -10,6 +10,7 @@ event simulation of such hosts, in virtual time, to check its rules exactly.
 from __future__ import annotations
 
 import heapq
+import logging
 import re
 import statistics
 import time
@@ -279,6 +280,23 @@ def run_hosts(hosts: list[str], round_trips: int) -> AdaptiveLimits:
             sent_at = time.monotonic() - 0.1
             extension.answered(host, sent_at, in_flight, 429 if round_trip == 5 else 200)
     return extension
+
+
+def test_a_pause_that_leaves_the_limit_where_the_cut_put_it_is_still_logged(caplog):
+    # Refused at 6: the cut leaves int(5.1) = 5, and the pause's "just under 6"
+    # is 5 too. That the level is now held must still be in the debug log.
+    settings = {"AUTOTHROTTLE_ENABLED": True, "AUTOTHROTTLE_DEBUG": True}
+    extension = AdaptiveLimits(get_crawler(settings_dict=settings), FixedLimits(lambda slot: 100))
+    host = "cdn.example"
+    extension.limit(host)
+    extension.hosts[host].limit = 6
+    extension.answered(host, time.monotonic() - 0.1, 6, 429)
+    with caplog.at_level(logging.INFO, logger="igimages.fetch.adaptive"):
+        extension.host_paused(host, 1.0)
+
+    assert extension.limit(host) == 5
+    assert extension.hosts[host].priced
+    assert "limit cdn.example 5 -> 5 (pause;" in caplog.text
 
 
 def test_ten_thousand_hosts_cost_little_memory_and_cpu():

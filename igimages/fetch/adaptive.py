@@ -340,9 +340,11 @@ class AdaptiveLimits:
     def host_paused(self, slot: str, seconds: float) -> None:
         """The host answered a refusal with ``Retry-After``: each refusal costs a pause."""
         if (host := self.hosts.get(slot)) is not None:
-            before = int(host.limit)
+            before, priced = int(host.limit), host.priced
             host.paused(seconds, time.monotonic())
-            if int(host.limit) != before:
+            # Logged when the level is learned even if the refusal's cut had
+            # already left the limit where the pause puts it: from here it holds.
+            if int(host.limit) != before or host.priced != priced:
                 self._changed(slot, host, before, "pause")
 
     def refused_elsewhere(self, slot: str, in_flight: int) -> None:
