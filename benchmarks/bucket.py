@@ -204,6 +204,10 @@ def main() -> None:
         "--stores", default="folder,s3,gs,az", help=f"from folder, {', '.join(SERVICES)}"
     )
     parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting for every crawl, e.g. IGIMAGES_PERCEPTUAL_HASH= (storage alone)",
+    )  # fmt: skip
     args = parser.parse_args()
     stores = args.stores.split(",")
     data = corpus.load(args.posts, args.images, 1)
@@ -224,11 +228,12 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             for store in stores:
                 service = services.get(store)
-                uri, extra, env = str(work / f"{store}-r{round_}"), [], {}
+                uri, extra, env = str(work / f"{store}-r{round_}"), list(args.set), {}
                 if service is not None:
                     uri = f"{store}://{BUCKET}/{store}-r{round_}/"
-                    extra, env = service.crawl_settings()
+                    settings, env = service.crawl_settings()
                     extra += [
+                        *settings,
                         f"IGIMAGES_STORE_UPLOADS={args.uploads}",
                         f"IGIMAGES_STATE_DIR={work / f'state-{store}-r{round_}'}",
                     ]
