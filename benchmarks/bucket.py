@@ -2,8 +2,10 @@
 
 On run.py's corpus and healthy image server (100 ms per response), each
 round runs ``scrapy-100`` once per store, interleaved: into a folder in RAM,
-into ``s3://`` on moto's S3 server, into ``gs://`` on fake-gcs-server and
-into ``az://`` on Azurite, all on loopback. Each run is measured from outside
+into ``s3://`` on moto's S3 server (``s3``: moto's own, which closes each
+connection after one answer; ``s3k``: the same behind a server that keeps
+them, as S3 does), into ``gs://`` on fake-gcs-server and into ``az://`` on
+Azurite, all on loopback. Each run is measured from outside
 as run.py does (wall time, CPU of the crawl process; the object server's and
 the image server's CPU apart);
 every stored image is then read back from the bucket and checked against the
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -57,6 +60,7 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, log: Path) -> None:
+        self.port = free_port()
         self.process = subprocess.Popen(
             self.command(), stdout=log.open("w"), stderr=subprocess.STDOUT
         )
@@ -76,6 +80,7 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            self.process = None
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -117,6 +122,13 @@ class S3(Service):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
             for entry in page.get("Contents", []):
                 yield entry["Key"], s3.get_object(Bucket=BUCKET, Key=entry["Key"])["Body"].read()
+
+
+class S3KeepAlive(S3):
+    """The same moto, served by ``s3_keepalive.py``: connections kept, as S3 keeps them."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(Path(__file__).with_name("s3_keepalive.py")), str(self.port)]
 
 
 class GCS(Service):
@@ -175,6 +187,7 @@ class Azure(Service):
 
 SERVICES: dict[str, Callable[[], Service]] = {
     "s3": lambda: S3("s3"),
+    "s3k": lambda: S3KeepAlive("s3"),
     "gs": lambda: GCS("gs"),
     "az": lambda: Azure("az"),
 }
@@ -201,7 +214,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=550)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument(
-        "--stores", default="folder,s3,gs,az", help=f"from folder, {', '.join(SERVICES)}"
+        "--stores", default="folder,s3,s3k,gs,az", help=f"from folder, {', '.join(SERVICES)}"
     )
     parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
     parser.add_argument(
@@ -222,15 +235,15 @@ def main() -> None:
     n = data.references
     failed: set[str] = set()
     try:
-        for name, service in services.items():
-            service.start(work / f"{name}.log")
         warm_up()
         for round_ in range(1, args.rounds + 1):
             for store in stores:
                 service = services.get(store)
                 uri, extra, env = str(work / f"{store}-r{round_}"), list(args.set), {}
                 if service is not None:
-                    uri = f"{store}://{BUCKET}/{store}-r{round_}/"
+                    # Afresh for each crawl: moto and fake-gcs-server slow down as they fill.
+                    service.start(work / f"{store}-r{round_}.log")
+                    uri = f"{service.scheme}://{BUCKET}/{store}-r{round_}/"
                     settings, env = service.crawl_settings()
                     extra += [
                         *settings,
@@ -251,6 +264,7 @@ def main() -> None:
                 if service is not None:
                     stored = _check(service, f"{store}-r{round_}/", expected, problems)
                     line += f"; {stored} image objects checked"
+                    service.stop()
                 print(line + (f"  PROBLEMS: {problems}" if problems else ""), flush=True)
                 if problems:
                     failed.add(store)
@@ -261,6 +275,7 @@ def main() -> None:
         server.stop()
         for service in services.values():
             service.stop()
+        shutil.rmtree(work, ignore_errors=True)
     folder = statistics.median(r[1] for r in results["folder"]) if "folder" in results else 0
     print("\nmedians (img/s; CPU ms per image: crawl, object server, image server):")
     for store in stores:

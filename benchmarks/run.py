@@ -223,9 +223,16 @@ class RedisServer:
 
         client = redis.Redis(port=self.port)
         info = client.info()
-        keys = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
-        scripts = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
-        return {"cpu": self.cpu(), "scripts": scripts, **{k: info[k] for k in keys}}
+        keys = (
+            "total_commands_processed", "total_net_input_bytes", "total_net_output_bytes",
+            "total_reads_processed",  # reads of a client's socket: round trips, about
+        )  # fmt: skip
+        calls: dict[str, float] = {}
+        for name, stats in client.info("commandstats").items():  # their scripts' calls too
+            command = name.removeprefix("cmdstat_")
+            calls[f"calls:{command}"], calls[f"usec:{command}"] = stats["calls"], stats["usec"]
+        scripts = calls.get("calls:evalsha", 0)
+        return {"cpu": self.cpu(), "scripts": scripts, **{k: info[k] for k in keys}, **calls}
 
     def kept(self, job: str) -> int:
         """The bytes the job ``job`` keeps in Redis: its keys' own, every field counted."""
@@ -249,6 +256,7 @@ class RedisServer:
 
 REDIS: RedisServer  # started by main() when a worker client runs
 BASELINE_PROJECT: Path | None = None  # --baseline: another revision's checkout
+CRAWL_SETTINGS: list[str] = []  # --set: for every crawl client
 
 
 def child_env() -> dict[str, str]:
@@ -321,7 +329,7 @@ def commands(
     settings = CLIENTS["scrapy-default" if name == RERUN else name]
     if settings:
         settings = [*settings, "AUTOTHROTTLE_ENABLED=False"]
-    for setting in [*settings, *extra]:
+    for setting in [*settings, *CRAWL_SETTINGS, *extra]:
         args += ["-s", setting]
     if name not in PROCESSES:
         return [args]
@@ -368,7 +376,7 @@ def measure(
         busy_after = busy_seconds()
         redis = {}
         if job:
-            redis = {k: v - redis_before[k] for k, v in REDIS.counters().items()}
+            redis = {k: v - redis_before.get(k, 0) for k, v in REDIS.counters().items()}
             redis["kept"] = REDIS.kept(out.name)  # the job's name (commands())
     stats = server.stats(timeline=bool(extra))
     stats["started"] = started_at
@@ -411,15 +419,29 @@ def measure(
     run.notes.append(", ".join(f"{count} {status}" for status, count in counts.items() if count))
     if job:  # what the job's Redis did per image
         per_image = {k: v / run.images for k, v in redis.items()}
+        calls = sorted(
+            (
+                (k.removeprefix("calls:"), v, per_image.get(f"usec:{k.removeprefix('calls:')}", 0))
+                for k, v in per_image.items()
+                if k.startswith("calls:")
+            ),
+            key=lambda call: -call[1],
+        )
         run.summary["redis_per_image"] = per_image
         run.notes.append(
             f"per image: image server {1000 * stats['user_seconds'] / run.images:.2f} CPU ms, "
             f"Redis {1000 * per_image['cpu']:.2f} CPU ms, "
             f"{per_image['total_commands_processed']:.1f} commands "
-            f"({per_image['scripts']:.1f} script calls), "
+            f"({per_image['scripts']:.1f} script calls) in "
+            f"{per_image['total_reads_processed']:.2f} reads, "
             f"{per_image['total_net_input_bytes']:.0f} B in, "
             f"{per_image['total_net_output_bytes']:.0f} B out, "
-            f"{per_image['kept']:.0f} B kept"
+            f"{per_image['kept']:.0f} B kept; "
+            + ", ".join(
+                f"{name} {count:.2f} ({usec:.1f} us)"
+                for name, count, usec in calls
+                if count >= 0.005
+            )
         )
     if client == RERUN and stats["requests"]:
         run.problems.append(f"the re-run made {stats['requests']} requests")
@@ -559,7 +581,8 @@ def _median_counters(counters: list[dict[str, float]]) -> dict[str, float] | Non
     """Each counter's median over the rounds (None: none measured)."""
     if not counters:
         return None
-    return {key: statistics.median(c[key] for c in counters) for key in counters[0]}
+    keys = dict.fromkeys(key for c in counters for key in c)  # a rare command in some rounds only
+    return {key: statistics.median(c.get(key, 0) for c in counters) for key in keys}
 
 
 def print_table(table: dict[str, dict[str, Any]]) -> None:
@@ -882,6 +905,10 @@ def parse_args() -> argparse.Namespace:
         help="a checkout of another revision: each crawl client (a job's workers too) runs "
         f"from it too, as NAME{BASELINE}, right after the same client from this tree",
     )
+    add(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting for every crawl client, e.g. IGIMAGES_PERCEPTUAL_HASH= (no hash)",
+    )  # fmt: skip
     args = parser.parse_args()
     large = args.posts > LARGE_POSTS
     args.clients = (args.clients or ("scrapy-100" if large else ",".join(CLIENTS))).split(",")
@@ -968,6 +995,7 @@ def main() -> None:
     traces: list[dict[str, Any]] = []
     global REDIS, BASELINE_PROJECT
     BASELINE_PROJECT = args.baseline.resolve() if args.baseline else None
+    CRAWL_SETTINGS[:] = args.set
     if any(client in PROCESSES for client in args.clients):
         REDIS = RedisServer()
     try:
