@@ -420,11 +420,7 @@ def measure(
     if job:  # what the job's Redis did per image
         per_image = {k: v / run.images for k, v in redis.items()}
         calls = sorted(
-            (
-                (k.removeprefix("calls:"), v, per_image.get(f"usec:{k.removeprefix('calls:')}", 0))
-                for k, v in per_image.items()
-                if k.startswith("calls:")
-            ),
+            ((k.removeprefix("calls:"), v) for k, v in per_image.items() if k.startswith("calls:")),
             key=lambda call: -call[1],
         )
         run.summary["redis_per_image"] = per_image
@@ -438,8 +434,8 @@ def measure(
             f"{per_image['total_net_output_bytes']:.0f} B out, "
             f"{per_image['kept']:.0f} B kept; "
             + ", ".join(
-                f"{name} {count:.2f} ({usec:.1f} us)"
-                for name, count, usec in calls
+                f"{name} {count:.2f} ({per_image[f'usec:{name}']:.1f} us)"
+                for name, count in calls
                 if count >= 0.005
             )
         )
