@@ -160,14 +160,11 @@ def aiohttp_sigv4_s3(service: Service, in_flight: int) -> tuple[Batch, Batch]:
         asyncio.run(send([(key, data, headers) for key in keys]))
 
     def copies(keys: list[str], _data: bytes) -> None:
-        empty = hashlib.sha256(b"").hexdigest()
-        asyncio.run(
-            send([
-                (f"{key}.copy", b"", {"x-amz-copy-source": f"/{BUCKET}/{key}",
-                                      "X-Amz-Content-SHA256": empty})
-                for key in keys
-            ])
-        )  # fmt: skip
+        empty = {"X-Amz-Content-SHA256": hashlib.sha256(b"").hexdigest()}
+        requests = [
+            (f"{key}.copy", b"", {**empty, "x-amz-copy-source": f"/{BUCKET}/{key}"}) for key in keys
+        ]
+        asyncio.run(send(requests))
 
     return puts, copies
 
