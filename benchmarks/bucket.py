@@ -1,15 +1,15 @@
 """Benchmark the bucket stores against the local folder, at 100 in flight.
 
-On run.py's corpus and healthy image server (100 ms per response), each
-round runs ``scrapy-100`` once per store, interleaved: into a folder in RAM,
-into ``s3://`` on moto's S3 server (``s3``: moto's own, which closes each
+On run.py's corpus and healthy image server (100 ms per response), each round
+runs ``scrapy-100`` once per store, interleaved: into a folder in RAM, into
+``s3://`` on moto's S3 server (``s3``: moto's own, which closes each
 connection after one answer; ``s3k``: the same behind a server that keeps
-them, as S3 does; ``s3u``: moto's own, bodies not hashed for the signature),
-into ``gs://`` on fake-gcs-server and into ``az://`` on Azurite, all on
-loopback. Each run is measured from outside as run.py does (wall time, CPU of
-the crawl process and of its first thread, the one that runs the event loop;
-the object server's and the image server's CPU apart); every stored image is
-then read back from the bucket and checked against the corpus by sha256.
+them, as S3 does; ``s3s``: the same over HTTPS, as S3 is reached), into
+``gs://`` on fake-gcs-server and into ``az://`` on Azurite, all on loopback.
+Each run is measured from outside as run.py does (wall time, CPU of the crawl
+process and of its first thread, the one that runs the event loop; the object
+server's and the image server's CPU apart); every stored image is then read
+back from the bucket and checked against the corpus by sha256.
 
     .venv/bin/python benchmarks/bucket.py --rounds 3
 """
@@ -35,7 +35,7 @@ import corpus
 from run import CLIENTS, PROJECT, RAM, Server, child_env, ram_folder, warm_up
 
 sys.path.insert(0, str(PROJECT))
-from tests.cloud import AZURITE_ACCOUNT, AZURITE_KEY, azure_client, azurite_command
+from tests.cloud import AZURITE_ACCOUNT, AZURITE_KEY, azure_client, azurite_command, loopback_tls
 
 SETTINGS = [*CLIENTS["scrapy-100"], "AUTOTHROTTLE_ENABLED=False"]
 SCRIPTS = Path(sys.executable).parent
@@ -106,8 +106,12 @@ class S3(Service):
 
         return botocore.session.get_session().create_client(
             "s3", endpoint_url=self.endpoint, aws_access_key_id="bench",
-            aws_secret_access_key="bench", region_name="us-east-1",
+            aws_secret_access_key="bench", region_name="us-east-1", verify=self.verify,
         )  # fmt: skip
+
+    @property
+    def verify(self) -> str | bool:
+        return True
 
     def create_bucket(self) -> None:
         self.client().create_bucket(Bucket=BUCKET)
@@ -125,20 +129,40 @@ class S3(Service):
                 yield entry["Key"], s3.get_object(Bucket=BUCKET, Key=entry["Key"])["Body"].read()
 
 
-class S3UnsignedPayload(S3):
-    """The same moto, the client told not to hash each body for its signature
-    (``AWS_UNSIGNED_PAYLOAD=true``, as botocore does over HTTPS)."""
-
-    def crawl_settings(self) -> tuple[list[str], dict[str, str]]:
-        settings, env = super().crawl_settings()
-        return settings, {**env, "AWS_UNSIGNED_PAYLOAD": "true"}
-
-
 class S3KeepAlive(S3):
     """The same moto, served by ``s3_keepalive.py``: connections kept, as S3 keeps them."""
 
     def command(self) -> list[str]:
         return [sys.executable, str(Path(__file__).with_name("s3_keepalive.py")), str(self.port)]
+
+
+class S3OverTLS(S3KeepAlive):
+    """The same over HTTPS, with a CA of the benchmark's own, as S3 is reached: the crawl
+    pays for TLS, and sends bodies unsigned (TLS guards them), as it does over HTTPS."""
+
+    ca: Path  # the CA's certificate, made afresh at each start
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, log: Path) -> None:
+        folder = log.with_suffix(".tls")
+        folder.mkdir(exist_ok=True)
+        self.ca = loopback_tls(folder)[0]
+        super().start(log)
+
+    def command(self) -> list[str]:
+        folder = self.ca.parent
+        return [*super().command(), "--tls", str(folder / "server.pem"), str(folder / "server.key")]
+
+    @property
+    def verify(self) -> str | bool:
+        return str(self.ca)
+
+    def crawl_settings(self) -> tuple[list[str], dict[str, str]]:
+        settings, env = super().crawl_settings()
+        return [*settings, f"AWS_VERIFY={self.ca}"], env
 
 
 class GCS(Service):
@@ -198,7 +222,7 @@ class Azure(Service):
 SERVICES: dict[str, Callable[[], Service]] = {
     "s3": lambda: S3("s3"),
     "s3k": lambda: S3KeepAlive("s3"),
-    "s3u": lambda: S3UnsignedPayload("s3"),
+    "s3s": lambda: S3OverTLS("s3"),
     "gs": lambda: GCS("gs"),
     "az": lambda: Azure("az"),
 }
@@ -254,7 +278,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=550)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument(
-        "--stores", default="folder,s3,s3k,s3u,gs,az", help=f"from folder, {', '.join(SERVICES)}"
+        "--stores", default="folder,s3,s3k,s3s,gs,az", help=f"from folder, {', '.join(SERVICES)}"
     )
     parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
     parser.add_argument(

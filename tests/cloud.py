@@ -4,15 +4,19 @@
 request and records what the API was asked (an upload and a server-side copy
 are both PUTs, the copy carries ``x-amz-copy-source`` or, on Azure,
 ``x-ms-copy-source``; a GCS upload names its object in its body), and it can
-refuse requests, as a bucket that stops accepting writes mid-crawl does.
+refuse requests, as a bucket that stops accepting writes mid-crawl does. With
+a TLS context it serves HTTPS, as S3 does, in front of a plain-HTTP server.
 """
 
 from __future__ import annotations
 
+import datetime
 import http.client
+import ipaddress
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sysconfig
 import threading
@@ -81,6 +85,7 @@ class ApiCall:
     query: str
     copy_source: str | None
     body_start: bytes
+    payload_hash: str | None = None  # x-amz-content-sha256: the body's, or UNSIGNED-PAYLOAD
     status: int = 0
     answered_at: float = 0.0  # time.monotonic(), as the image server's records
 
@@ -104,8 +109,9 @@ class ApiCall:
 class ApiFront:
     """A forwarding HTTP front for an object store's API server, recording each call."""
 
-    def __init__(self, backend_port: int) -> None:
+    def __init__(self, backend_port: int, tls: ssl.SSLContext | None = None) -> None:
         self.backend_port = backend_port
+        self.scheme = "https" if tls else "http"
         self.calls: list[ApiCall] = []
         self.refuse: Callable[[ApiCall], bool] = lambda call: False
         self.hold: Callable[[ApiCall], float] = lambda call: 0.0  # seconds, a slow bucket
@@ -113,11 +119,13 @@ class ApiFront:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def calls_to(self, bucket: str) -> list[ApiCall]:
         with self._lock:
@@ -141,8 +149,9 @@ class ApiFront:
                 parts = urlsplit(self.path)
                 copy_source = self.headers["x-amz-copy-source"] or self.headers["x-ms-copy-source"]
                 call = ApiCall(
-                    self.command, unquote(parts.path), parts.query, copy_source, body[:4096]
-                )
+                    self.command, unquote(parts.path), parts.query, copy_source, body[:4096],
+                    self.headers["x-amz-content-sha256"],
+                )  # fmt: skip
                 time.sleep(front.hold(call))
                 if front.refuse(call):
                     payload = b"<Error><Code>ServiceUnavailable</Code></Error>"
@@ -187,6 +196,50 @@ class ApiFront:
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
         return Handler
+
+
+def loopback_tls(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A CA of the tests' own (its certificate written in ``folder``, for the client to
+    trust) and a server context with a certificate it signed for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key: Any, issuer: Any, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            address = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+            builder = builder.add_extension(x509.SubjectAlternativeName([address]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "igimages tests CA")])
+    ca = certificate("igimages tests CA", ca_key, ca_name, ca_key, ca=True)
+    server = certificate("127.0.0.1", server_key, ca.subject, ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "server.pem").write_bytes(server.public_bytes(pem))
+    (folder / "server.key").write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "server.pem", folder / "server.key")
+    return folder / "ca.pem", context
 
 
 def s3_client(endpoint: str, key: str = "test", secret: str = "test") -> Any:

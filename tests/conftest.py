@@ -26,6 +26,7 @@ from tests.cloud import (
     azurite_command,
     free_port,
     gcs_command,
+    loopback_tls,
     moto_command,
     new_bucket_name,
     s3_client,
@@ -244,6 +245,15 @@ def moto(tmp_path_factory) -> Iterator[ApiFront]:
         front = ApiFront(port)
         yield front
         front.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_https(moto, tmp_path_factory) -> Iterator[tuple[ApiFront, Path]]:
+    """The same moto behind an HTTPS front, and the CA file that the client must trust."""
+    ca, context = loopback_tls(tmp_path_factory.mktemp("tls"))
+    front = ApiFront(moto.backend_port, tls=context)
+    yield front, ca
+    front.stop()
 
 
 @pytest.fixture(scope="session")

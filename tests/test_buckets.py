@@ -138,6 +138,57 @@ def test_s3_stores_each_content_once_copies_the_rest_and_reruns_without_requests
     ]
 
 
+def test_s3_bodies_go_unsigned_over_https_and_signed_over_http(
+    server, crawl, write_posts, s3_bucket, moto_https, tmp_path
+):
+    """Over HTTPS, TLS guards each body, which is not hashed into the signature too
+    (as botocore does); over plain HTTP the signature covers it. AWS_VERIFY names
+    the CA to trust, as botocore's does."""
+    bodies = [images.jpeg(seed=60 + n) for n in range(3)]
+    posts = write_posts({"p": [server.add(f"/{n}.jpg", b) for n, b in enumerate(bodies)]})
+    https, ca = moto_https
+    over_https = [*s3_bucket.settings, f"AWS_ENDPOINT_URL={https.endpoint}", f"AWS_VERIFY={ca}"]
+
+    result = crawl(posts, *over_https, env=s3_bucket.env, target=s3_bucket.uri)
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    uploads = [c for c in https.calls_to(s3_bucket.name) if c.is_upload]
+    images_up = [c for c in uploads if c.key.endswith(".jpg")]
+    assert len(images_up) == 3
+    assert {c.payload_hash for c in uploads} == {"UNSIGNED-PAYLOAD"}
+    stored = [body for name, body in s3_bucket.objects().items() if name.endswith(".jpg")]
+    assert sorted(map(sha256, stored)) == sorted(map(sha256, bodies))
+
+    # Plain HTTP, into another prefix of the same bucket: every body signed.
+    before = len(s3_bucket.calls())
+    plain = f"s3://{s3_bucket.name}/plain/"
+    result = crawl(posts, *s3_bucket.settings, env=s3_bucket.env, target=plain)
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    uploads = [c for c in s3_bucket.calls()[before:] if c.is_upload and c.key.endswith(".jpg")]
+    assert sorted(c.payload_hash for c in uploads) == sorted(map(sha256, bodies))
+
+    # AWS_UNSIGNED_PAYLOAD in the environment decides otherwise.
+    before = len(https.calls_to(s3_bucket.name))
+    signed = {**s3_bucket.env, "AWS_UNSIGNED_PAYLOAD": "false"}
+    result = crawl(posts, *over_https, env=signed, target=f"s3://{s3_bucket.name}/signed/")
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    calls = https.calls_to(s3_bucket.name)[before:]
+    uploads = [c for c in calls if c.is_upload and c.key.endswith(".jpg")]
+    assert sorted(c.payload_hash for c in uploads) == sorted(map(sha256, bodies))
+
+    # A CA file that cannot be read is one line, before any download.
+    server.reset_counters()
+    missing = tmp_path / "no-such-ca.pem"
+    result = crawl(posts, *over_https[:-1], f"AWS_VERIFY={missing}", env=s3_bucket.env,
+                   target=s3_bucket.uri)  # fmt: skip
+    assert result.returncode == EXIT_STOPPED
+    assert f"AWS_VERIFY={missing}: cannot read it (No such file or directory)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not server.requests
+
+
 def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(
     server, crawl, corpus, s3_bucket
 ):

@@ -241,7 +241,8 @@ class S3Store(BucketStore):
     Credentials: Scrapy's ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
     ``AWS_SESSION_TOKEN``, else the environment, a web identity, an instance
     or container role, as obstore finds them, else an AWS profile (``~/.aws``,
-    ``AWS_PROFILE``) read through boto3 when it is installed.
+    ``AWS_PROFILE``) read through boto3 when it is installed. ``AWS_VERIFY``:
+    False, or the file of a CA to trust, as botocore's.
     """
 
     @classmethod
@@ -258,6 +259,11 @@ class S3Store(BucketStore):
         )
         if endpoint:
             config["virtual_hosted_style_request"] = False
+        if not endpoint.startswith("http://") and "AWS_UNSIGNED_PAYLOAD" not in os.environ:
+            # TLS guards each body on its way: not hashed into the signature
+            # too, as botocore does over HTTPS. Over plain HTTP, the signature
+            # covers the body.
+            config["unsigned_payload"] = True
         headers = {"x-amz-acl": acl} if (acl := settings.get("FILES_STORE_S3_ACL")) else {}
         client = Client(
             uri.bucket,
@@ -344,7 +350,11 @@ def _client_options(endpoint: str, verify: Any, headers: dict[str, str]) -> dict
     if str(verify).lower() in ("false", "0"):
         options["allow_invalid_certificates"] = True
     elif isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
-        options["root_certificate"] = verify
+        try:
+            options["root_certificate"] = Path(verify).expanduser().read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise StoreError(f"AWS_VERIFY={verify}: cannot read it ({reason})") from None
     if headers:
         options["default_headers"] = headers
     return options
