@@ -423,7 +423,11 @@ def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, cr
     seen = server.requests
     refused = sum(record.status == 429 for record in seen)
     assert refused / len(bodies) < 0.08
-    assert k - 2 <= statistics.median(second_half(seen)) <= k + 1
+    # What the host saw at its busiest, in the second half: when answers come
+    # back together, as on a loaded machine, each burst's ramp (1, 2, ... k)
+    # pulls the median of what it saw down to half the limit.
+    busiest = statistics.quantiles(second_half(seen), n=10)[-1]
+    assert k - 2 <= busiest <= k + 1
     limits = host_stats(result)
     assert limits["answers/429"] == refused  # every 429 the server sent was seen
     assert 1 <= limits["cuts/429"] <= refused
@@ -431,7 +435,7 @@ def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, cr
         assert limits["cuts/429"] <= 2, limits
         # The pause's level learned, and the limit set just under it, in the log.
         assert [(a, b) for a, b, why in LIMIT_LINE.findall(result.stderr) if why == "pause"]
-    assert limits["limit_final"] <= k + 2
+    assert k - 2 <= limits["limit_final"] <= k + 2
     assert f"127.0.0.1: 429 ×{refused}, limit settled at" in result.stderr  # noqa: RUF001
 
 
