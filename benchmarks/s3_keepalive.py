@@ -34,7 +34,11 @@ async def tls_front(port: int, backend: int, context: ssl.SSLContext) -> None:
             writer.close()
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        to_reader, to_writer = await asyncio.open_connection("127.0.0.1", backend)
+        try:
+            to_reader, to_writer = await asyncio.open_connection("127.0.0.1", backend)
+        except OSError:  # moto not listening yet: the client tries again
+            writer.close()
+            return
         await asyncio.gather(
             relay(reader, to_writer), relay(to_reader, writer), return_exceptions=True
         )
