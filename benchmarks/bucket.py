@@ -1,7 +1,10 @@
 """Benchmark the bucket stores against the local folder, at 100 in flight.
 
-On run.py's corpus and healthy image server (100 ms per response), each round
-runs ``scrapy-100`` once per store, interleaved: into a folder in RAM, into
+On run.py's corpus and healthy image server (100 ms per response), behind the
+users' link (300 Mbit/s, which paces every store alike, as a crawl is paced
+where it runs; ``--link-mbit 0`` lifts it, and the object server on the same
+cores then sets each store's pace), each round runs ``scrapy-100`` once per
+store, interleaved: into a folder in RAM, into
 ``s3://`` on moto's S3 server (``s3``: moto's own, which closes each
 connection after one answer; ``s3k``: the same behind a server that keeps
 them, as S3 does; ``s3s``: the same over HTTPS, as S3 is reached), into
@@ -282,6 +285,10 @@ def main() -> None:
     )
     parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
     parser.add_argument(
+        "--link-mbit", type=float, default=300.0,
+        help="the link the images come through (0: none, each store at its object server's pace)",
+    )  # fmt: skip
+    parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE",
         help="a setting for every crawl, e.g. IGIMAGES_PERCEPTUAL_HASH= (storage alone)",
     )  # fmt: skip
@@ -289,9 +296,10 @@ def main() -> None:
     stores = args.stores.split(",")
     data = corpus.load(args.posts, args.images, 1)
     work = Path(tempfile.mkdtemp(prefix="igimages-bucket-", dir=ram_folder()))
-    print(f"corpus: {len(data.posts)} posts, {data.references} images; outputs in {work}")
+    link = f"a {args.link_mbit:g} Mbit/s link" if args.link_mbit else "no link cap"
+    print(f"corpus: {len(data.posts)} posts, {data.references} images, {link}; outputs in {work}")
     services = {name: SERVICES[name]() for name in stores if name != "folder"}
-    server = Server(data.pool_dir, len(data.images), 0.1, 0.2)
+    server = Server(data.pool_dir, len(data.images), 0.1, 0.2, args.link_mbit)
     posts = work / "posts.json"
     data.write_posts(posts, server.base_url)
     expected = {image.sha256 for image in data.images}
