@@ -136,21 +136,19 @@ def aiohttp_sigv4_s3(service: Service, in_flight: int) -> tuple[Batch, Batch]:
     base = f"{service.endpoint}/{BUCKET}"
 
     async def send(requests: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        limit = asyncio.Semaphore(in_flight)
         async with aiohttp.ClientSession() as session:
 
             async def one(key: str, body: bytes, headers: dict[str, str]) -> None:
-                async with limit:
-                    request = AWSRequest("PUT", f"{base}/{key}", data=body, headers=headers)
-                    signer.add_auth(request)
-                    async with session.put(
-                        request.url, data=body, headers=dict(request.headers.items())
-                    ) as response:
-                        await response.read()
-                        if response.status != 200:
-                            raise RuntimeError(f"{key}: {response.status}")
+                request = AWSRequest("PUT", f"{base}/{key}", data=body, headers=headers)
+                signer.add_auth(request)
+                async with session.put(
+                    request.url, data=body, headers=dict(request.headers.items())
+                ) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"{key}: {response.status}")
 
-            await asyncio.gather(*(one(*request) for request in requests))
+            await bounded((lambda args=args: one(*args) for args in requests), in_flight)
 
     def puts(keys: list[str], data: bytes) -> None:
         headers = {

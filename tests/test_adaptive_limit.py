@@ -427,8 +427,9 @@ def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, cr
     # back together, as on a loaded machine, each burst's ramp (1, 2, ... k)
     # pulls the median of what it saw down to half the limit.
     busiest = statistics.quantiles(second_half(seen), n=10)[-1]
-    assert k - 2 <= busiest <= k + 1
     limits = host_stats(result)
+    changes = LIMIT_LINE.findall(result.stderr)  # what moved the limit, should this fail
+    assert k - 2 <= busiest <= k + 1, (limits, changes)
     assert limits["answers/429"] == refused  # every 429 the server sent was seen
     assert 1 <= limits["cuts/429"] <= refused
     if retry_after:  # each refused probe pauses the host: slow start's, then rarely
