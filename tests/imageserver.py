@@ -41,6 +41,8 @@ class Route:
     delay: float = 0.0
     truncate_to: int | None = None
     drop: bool = False  # close the connection without answering
+    # Seconds on its way: it reaches the host (counts as in flight) this late.
+    late: float = 0.0
     # Answers for the first requests to this path, in order; then this route.
     first: list[Route] = field(default_factory=list)
 
@@ -153,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:  # absolute URI: we are the proxy standing in for a CDN host
             url = urlsplit(self.path)
             path, query, host = url.path or "/", url.query, url.hostname or ""
+        if (route := state.routes.get(path)) is not None and route.late:
+            time.sleep(route.late)
         record = RequestRecord(path, query, host, time.monotonic())
         state.enter(record)
         served = False

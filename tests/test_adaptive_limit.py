@@ -353,13 +353,36 @@ def test_the_summary_names_the_hosts_that_pushed_back_most_first():
 # --- Real crawls against a host under load ---------------------------------------------
 
 
-def serve_images(server: ImageServer, count: int, delay: float) -> dict[str, bytes]:
-    """``count`` distinct JPEGs, each answered after ``delay``; by URL."""
+def serve_images(
+    server: ImageServer, count: int, delay: float, late_first: int = 0, late: float = 0.0
+) -> dict[str, bytes]:
+    """``count`` distinct JPEGs, each answered after ``delay``, the first ``late_first``
+    reaching the server ``late`` seconds after they were sent; by URL."""
     bodies = {}
     for n in range(count):
         body = images.jpeg(seed=n)
-        bodies[server.add(f"/i{n}.jpg", Route(body, delay=delay))] = body
+        route = Route(body, delay=delay, late=late if n < late_first else 0.0)
+        bodies[server.add(f"/i{n}.jpg", route)] = body
     return bodies
+
+
+def refuse_above(server: ImageServer, k: int, delay: float, retry_after: str | None) -> None:
+    """The server answers 429 (after ``delay``) while ``k`` requests are being served."""
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    refusal = Route(b"slow down\n", 429, "text/plain", headers=headers, delay=delay)
+    server.set_load(Load(refuse_above=k, refusal=refusal))
+
+
+def crawl_refused(crawl, posts: Path, start: int):
+    """A crawl of a host that refuses above some level, every change of its limit logged."""
+    return crawl(
+        posts,
+        "CONCURRENT_REQUESTS_PER_DOMAIN=48",
+        f"IGIMAGES_START_CONCURRENCY={start}",
+        "RETRY_TIMES=5",
+        "AUTOTHROTTLE_DEBUG=True",
+        timeout=110,
+    )
 
 
 def four_per_post(urls: list[str]) -> dict[str, list[str]]:
@@ -403,21 +426,12 @@ def test_a_healthy_host_is_given_the_per_host_ceiling(server, write_posts, crawl
 def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, crawl, retry_after):
     k = 6
     bodies = serve_images(server, 300, delay=0.05)
-    headers = {"Retry-After": retry_after} if retry_after else {}
-    refusal = Route(b"slow down\n", 429, "text/plain", headers=headers, delay=0.05)
-    server.set_load(Load(refuse_above=k, refusal=refusal))
+    refuse_above(server, k, delay=0.05, retry_after=retry_after)
     posts = write_posts(four_per_post(list(bodies)))
 
     # Started at 8: slow start's one overshoot, from 32 (the default) 26
     # refusals of 300, is not what this is about.
-    result = crawl(
-        posts,
-        "CONCURRENT_REQUESTS_PER_DOMAIN=48",
-        "IGIMAGES_START_CONCURRENCY=8",
-        "RETRY_TIMES=5",
-        "AUTOTHROTTLE_DEBUG=True",
-        timeout=110,
-    )
+    result = crawl_refused(crawl, posts, start=8)
 
     assert_all_stored(result, bodies)
     seen = server.requests
@@ -438,6 +452,28 @@ def test_a_host_that_refuses_above_k_gets_k_and_few_429s(server, write_posts, cr
         assert [(a, b) for a, b, why in LIMIT_LINE.findall(result.stderr) if why == "pause"]
     assert k - 2 <= limits["limit_final"] <= k + 2
     assert f"127.0.0.1: 429 ×{refused}, limit settled at" in result.stderr  # noqa: RUF001
+
+
+def test_a_refusal_overtaken_on_its_way_is_judged_at_the_load_it_met(server, write_posts, crawl):
+    """Requests let through together reach a host in any order. The first post's
+    images, let through first (1 to 4 in flight as each went), arrive last and
+    are refused: their level is what they met there, not the 1 to 4 counted as
+    they went, or a host that asks for a pause above k would be learned to
+    refuse above 1."""
+    k = 6
+    bodies = serve_images(server, 120, delay=0.2, late_first=4, late=0.05)
+    refuse_above(server, k, delay=0.2, retry_after="1")
+    posts = write_posts(four_per_post(list(bodies)))
+
+    result = crawl_refused(crawl, posts, start=12)
+
+    assert_all_stored(result, bodies)
+    late = {"/i0.jpg", "/i1.jpg", "/i2.jpg", "/i3.jpg"}
+    assert {r.path for r in server.requests[:12] if r.status == 429} & late  # overtaken, refused
+    limits = host_stats(result)
+    changes = LIMIT_LINE.findall(result.stderr)
+    assert k - 2 <= limits["limit_final"] <= k + 2, (limits, changes)
+    assert min(int(after) for _, after, _ in changes[1:]) >= k - 2, changes
 
 
 def test_latency_that_grows_with_what_is_in_flight_stops_the_limit_near_the_knee(

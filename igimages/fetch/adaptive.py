@@ -12,7 +12,9 @@ window (docs/how-it-works.md, "How the per-host limit moves"):
   while answers come fast (slow start), until two thirds of a round trip's
   answers take over 1.5 times the fastest: then it halves, as TCP does;
 * a 429, a 503, a timeout or a dropped connection cuts it to 0.85 of what was
-  in flight when the refused request went out, once per round trip;
+  in flight when the refused request went out (with, for a refusal, those let
+  through after it that overtook it on the way: ``DownloadGateMiddleware``),
+  once per round trip;
 * latency that stays above 1.5 times the host's floor (its lowest smoothed
   latency of the last 30 to 60 s) means requests queue, at the server or on a
   full link: the limit is cut by as much as the queue is long, a tenth to a

@@ -51,6 +51,8 @@ class _Waiting:
     admitted: Deferred[None] = field(default_factory=Deferred)
     sent_at: float = 0.0  # monotonic time it was let through
     in_flight: int = 0  # its host's downloads in flight then, itself included
+    sent_before: int = 0  # requests let through to its host before it
+    answered_before: int = 0  # answers from its host before it went
 
 
 class DownloadGateMiddleware:
@@ -82,6 +84,8 @@ class DownloadGateMiddleware:
         self._active: dict[Request, _Waiting] = {}  # while it holds room
         self._in_flight = 0  # let through and not yet answered, per slot below
         self._in_flight_per_slot: dict[str, int] = {}
+        self._sent_to: dict[str, int] = {}  # requests let through, per slot, ever
+        self._answered_by: dict[str, int] = {}  # and answered
         self._cool_until: dict[str, float] = {}  # slot -> monotonic time
         self._next_start = 0.0
         self._next_start_per_slot: dict[str, float] = {}
@@ -111,7 +115,8 @@ class DownloadGateMiddleware:
 
     def process_response(self, request: Request, response: Response) -> Response:
         if (sent := self._release(request)) is not None:
-            self._limits.answered(sent.slot, sent.sent_at, sent.in_flight, response.status)
+            load = sent.in_flight if response.status < 400 else self._load_met(sent)
+            self._limits.answered(sent.slot, sent.sent_at, load, response.status)
             if response.status == 429:
                 self._cool_down(sent.slot, response)
         self.admit()
@@ -199,7 +204,24 @@ class DownloadGateMiddleware:
             self._in_flight_per_slot[slot] -= 1
             if not self._in_flight_per_slot[slot]:
                 del self._in_flight_per_slot[slot]
+            self._answered_by[slot] += 1
         return sent
+
+    def _load_met(self, sent: _Waiting) -> int:
+        """What its host had in flight when ``sent`` reached it, for a refusal's level.
+
+        ``in_flight`` counts those out when it went; requests let through at about
+        the same time may reach the host first (another connection, a quicker
+        handshake), and a host answers in the order requests reach it: those let
+        through after it that came back before it overtook it, and it met them too.
+        """
+        slot = sent.slot
+        answers = self._answered_by[slot] - 1 - sent.answered_before  # while it was out
+        earlier = sum(
+            e.slot == slot and e.sent_before < sent.sent_before for e in self._active.values()
+        )
+        earlier_answered = sent.in_flight - 1 - earlier
+        return sent.in_flight + max(0, answers - earlier_answered)
 
     def _cool_down(self, slot: str, response: Response) -> None:
         """Pause the whole host for as long as its ``Retry-After`` asks."""
@@ -224,6 +246,9 @@ class DownloadGateMiddleware:
         slot = entry.slot
         self._in_flight += 1
         entry.in_flight = self._in_flight_per_slot[slot] = self._in_flight_per_slot.get(slot, 0) + 1
+        entry.sent_before = self._sent_to.get(slot, 0)
+        self._sent_to[slot] = entry.sent_before + 1
+        entry.answered_before = self._answered_by.setdefault(slot, 0)
         entry.sent_at = now
         if self._interval:
             self._next_start = max(now, self._next_start) + self._interval
