@@ -208,7 +208,8 @@ class DownloadGateMiddleware:
         return sent
 
     def _load_met(self, sent: _Waiting) -> int:
-        """What its host had in flight when ``sent`` reached it, for a refusal's level.
+        """What its host had in flight when ``sent`` reached it, for an error answer
+        (a refusal's level).
 
         ``in_flight`` counts those out when it went; requests let through at about
         the same time may reach the host first (another connection, a quicker
