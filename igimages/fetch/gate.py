@@ -51,7 +51,7 @@ class _Waiting:
     admitted: Deferred[None] = field(default_factory=Deferred)
     sent_at: float = 0.0  # monotonic time it was let through
     in_flight: int = 0  # its host's downloads in flight then, itself included
-    sent_before: int = 0  # requests let through to its host before it
+    order: int = 0  # when it was let through, among all requests
     answered_before: int = 0  # answers from its host before it went
 
 
@@ -84,8 +84,8 @@ class DownloadGateMiddleware:
         self._active: dict[Request, _Waiting] = {}  # while it holds room
         self._in_flight = 0  # let through and not yet answered, per slot below
         self._in_flight_per_slot: dict[str, int] = {}
-        self._sent_to: dict[str, int] = {}  # requests let through, per slot, ever
-        self._answered_by: dict[str, int] = {}  # and answered
+        self._let_through = itertools.count()  # every request's order
+        self._answered_by: dict[str, int] = {}  # answers, per slot, ever
         self._cool_until: dict[str, float] = {}  # slot -> monotonic time
         self._next_start = 0.0
         self._next_start_per_slot: dict[str, float] = {}
@@ -218,9 +218,7 @@ class DownloadGateMiddleware:
         """
         slot = sent.slot
         answers = self._answered_by[slot] - 1 - sent.answered_before  # while it was out
-        earlier = sum(
-            e.slot == slot and e.sent_before < sent.sent_before for e in self._active.values()
-        )
+        earlier = sum(e.slot == slot and e.order < sent.order for e in self._active.values())
         earlier_answered = sent.in_flight - 1 - earlier
         return sent.in_flight + max(0, answers - earlier_answered)
 
@@ -247,8 +245,7 @@ class DownloadGateMiddleware:
         slot = entry.slot
         self._in_flight += 1
         entry.in_flight = self._in_flight_per_slot[slot] = self._in_flight_per_slot.get(slot, 0) + 1
-        entry.sent_before = self._sent_to.get(slot, 0)
-        self._sent_to[slot] = entry.sent_before + 1
+        entry.order = next(self._let_through)
         entry.answered_before = self._answered_by.setdefault(slot, 0)
         entry.sent_at = now
         if self._interval:
