@@ -50,7 +50,7 @@ class ImageKeeper:
         self.store = store
         self.catalog = catalog
         # ``IGIMAGES_PERCEPTUAL_HASH``; None: no hash, images are grouped by bytes only.
-        self.image_hash = image_hash or _no_hash
+        self.image_hash = image_hash
 
     async def find(self, place: Place, url: str) -> dict[str, Any] | None:
         """The image, if it needs no request: stored there, stored by a killed run
@@ -71,7 +71,8 @@ class ImageKeeper:
         if (same := await self.catalog.claim(stored)) is not None:
             return await self.place(same, place, url)
         try:
-            stored = replace(stored, phash=await asyncio.to_thread(self.image_hash, body))
+            if self.image_hash is not None:  # a decode: off the loop
+                stored = replace(stored, phash=await asyncio.to_thread(self.image_hash, body))
             await self.store.save(stored, body)
         except BaseException:
             await self.catalog.abandon(stored)
@@ -107,7 +108,9 @@ class ImageKeeper:
             image = inspect_image(body)
         except ImageRejected:
             return None  # fetch it again; the new file replaces this one
-        stored = replace(describe(place, body, image, path), phash=self.image_hash(body))
+        stored = describe(place, body, image, path)
+        if self.image_hash is not None:
+            stored = replace(stored, phash=self.image_hash(body))
         self.store.index.record(stored)
         return stored
 
@@ -129,10 +132,6 @@ def describe(place: Place, body: bytes, image: ImageInfo, path: str | None = Non
         height=image.height,
         format=image.format,
     )
-
-
-def _no_hash(body: bytes) -> str:
-    return ""
 
 
 def perceptual_hash(body: bytes) -> str:
