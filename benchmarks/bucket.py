@@ -7,8 +7,10 @@ cores then sets each store's pace), each round runs ``scrapy-100`` once per
 store, interleaved: into a folder in RAM, into
 ``s3://`` on moto's S3 server (``s3``: moto's own, which closes each
 connection after one answer; ``s3k``: the same behind a server that keeps
-them, as S3 does; ``s3s``: the same over HTTPS, as S3 is reached), into
-``gs://`` on fake-gcs-server and into ``az://`` on Azurite, all on loopback.
+them, as S3 does; ``s3s``: the same over HTTPS, as S3 is reached), on
+SeaweedFS's (``sw``, and ``sws`` over HTTPS: a production S3 service, at two
+thirds of moto's CPU per object), into ``gs://`` on fake-gcs-server and into
+``az://`` on Azurite, all on loopback.
 Each run is measured from outside as run.py does (wall time, CPU of the crawl
 process and of its first thread, the one that runs the event loop; the object
 server's and the image server's CPU apart); every stored image is then read
@@ -64,17 +66,28 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, log: Path) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            self.command(), stdout=log.open("w"), stderr=subprocess.STDOUT
-        )
-        for _ in range(300):
+        """On free ports, and again on others if it does not come up: a port found
+        free can be taken before the server binds it."""
+        for _ in range(3):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                self.command(), stdout=log.open("w"), stderr=subprocess.STDOUT
+            )
+            if self._came_up():
+                return
+            self.stop()
+        last_lines = log.read_text(errors="replace").splitlines()[-5:]
+        raise SystemExit(f"the {self.scheme}:// server did not start: {last_lines}")
+
+    def _came_up(self, seconds: float = 30.0) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 self.create_bucket()
-                return
+                return True
             except Exception:
                 time.sleep(0.1)
-        raise SystemExit(f"the {self.scheme}:// server did not start")
+        return False
 
     def stop(self) -> None:
         if self.process is not None:
@@ -139,11 +152,12 @@ class S3KeepAlive(S3):
         return [sys.executable, str(Path(__file__).with_name("s3_keepalive.py")), str(self.port)]
 
 
-class S3OverTLS(S3KeepAlive):
-    """The same over HTTPS, with a CA of the benchmark's own, as S3 is reached: the crawl
-    pays for TLS, and sends bodies unsigned (TLS guards them), as it does over HTTPS."""
+class OverTLS:
+    """A server of the S3 family reached over HTTPS, with a CA of the benchmark's own, as
+    S3 is reached: the crawl pays for TLS, and sends bodies unsigned (TLS guards them),
+    as it does over HTTPS. The certificate and key are made afresh at each start."""
 
-    ca: Path  # the CA's certificate, made afresh at each start
+    ca: Path  # the CA's certificate, next to the server's ``server.pem`` and ``server.key``
 
     @property
     def endpoint(self) -> str:
@@ -155,10 +169,6 @@ class S3OverTLS(S3KeepAlive):
         self.ca = loopback_tls(folder)[0]
         super().start(log)
 
-    def command(self) -> list[str]:
-        folder = self.ca.parent
-        return [*super().command(), "--tls", str(folder / "server.pem"), str(folder / "server.key")]
-
     @property
     def verify(self) -> str | bool:
         return str(self.ca)
@@ -166,6 +176,74 @@ class S3OverTLS(S3KeepAlive):
     def crawl_settings(self) -> tuple[list[str], dict[str, str]]:
         settings, env = super().crawl_settings()
         return [*settings, f"AWS_VERIFY={self.ca}"], env
+
+
+class S3OverTLS(OverTLS, S3KeepAlive):
+    """moto kept alive, behind a TLS front in the same process."""
+
+    def command(self) -> list[str]:
+        folder = self.ca.parent
+        return [*super().command(), "--tls", str(folder / "server.pem"), str(folder / "server.key")]
+
+
+class S3OnSeaweed(S3):
+    """S3 as SeaweedFS serves it (Go; the S3 gateway, filer, master and volume server
+    of ``weed server``, data in the run's RAM folder): a production S3 service that
+    keeps connections and costs two thirds of moto's CPU per object, so that on
+    these two cores it holds the crawl's pace back less."""
+
+    folder: Path  # the crawl's, in which each start has a data folder of its own
+    sockets: list[Path]  # what it leaves in /tmp, a gRPC socket per component
+
+    def start(self, log: Path) -> None:
+        self.folder = log.with_suffix(".data")
+        self.folder.mkdir(exist_ok=True)
+        self.sockets = []
+        super().start(log)
+
+    def command(self) -> list[str]:
+        data = tempfile.mkdtemp(dir=self.folder)
+        ports = [
+            *self.s3_ports(),
+            f"-s3.port.iceberg={free_port()}",
+            f"-s3.port.lance={free_port()}",
+        ]
+        for component in ("master", "volume", "filer", "s3"):  # every listener on a free port
+            grpc = free_port()
+            ports.append(f"-{component}.port.grpc={grpc}")
+            self.sockets.append(Path(f"/tmp/seaweedfs-{component}-grpc-{grpc}.sock"))
+            if component != "s3":
+                ports.append(f"-{component}.port={free_port()}")
+        return [
+            str(SCRIPTS / "weed"), "server", f"-dir={data}", "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1", "-filer", "-s3", "-master.telemetry=false",
+            "-volume.max=0", f"-filer.localSocket={data}/filer.sock",
+            f"-s3.localSocket={data}/s3.sock", *ports,
+        ]  # fmt: skip
+
+    def stop(self) -> None:
+        """Killed: its graceful stop takes 25 s, and its data is thrown away."""
+        if self.process is None:
+            return
+        self.process.kill()
+        super().stop()
+        for socket_file in self.sockets:
+            socket_file.unlink(missing_ok=True)
+
+    def s3_ports(self) -> list[str]:
+        return [f"-s3.port={self.port}"]
+
+
+class S3OnSeaweedOverTLS(OverTLS, S3OnSeaweed):
+    """SeaweedFS serving TLS itself."""
+
+    def s3_ports(self) -> list[str]:
+        folder = self.ca.parent
+        return [
+            f"-s3.port={free_port()}", f"-s3.port.https={self.port}",
+            f"-s3.cert.file={folder / 'server.pem'}",
+            f"-s3.key.file={folder / 'server.key'}",
+        ]  # fmt: skip
 
 
 class GCS(Service):
@@ -226,6 +304,8 @@ SERVICES: dict[str, Callable[[], Service]] = {
     "s3": lambda: S3("s3"),
     "s3k": lambda: S3KeepAlive("s3"),
     "s3s": lambda: S3OverTLS("s3"),
+    "sw": lambda: S3OnSeaweed("s3"),
+    "sws": lambda: S3OnSeaweedOverTLS("s3"),
     "gs": lambda: GCS("gs"),
     "az": lambda: Azure("az"),
 }
@@ -281,7 +361,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=550)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument(
-        "--stores", default="folder,s3,s3k,s3s,gs,az", help=f"from folder, {', '.join(SERVICES)}"
+        "--stores",
+        default="folder,s3,s3k,s3s,sw,sws,gs,az",
+        help=f"from folder, {', '.join(SERVICES)}",
     )
     parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
     parser.add_argument(
