@@ -85,6 +85,7 @@ class World:
     link_mbit: float = 0.0  # the link all responses share (0: no cap)
     refuse_above: int = 0  # requests being served above which the host answers 429
     retry_after: float | None = None  # the Retry-After of its 429s, if any
+    refusal_latency: float | None = None  # before a 429, if not the latency
 
 
 WORLDS = {
@@ -112,6 +113,23 @@ WORLDS = {
             latency=0.1,
             refuse_above=16,
             retry_after=1.0,
+        ),
+        World(
+            "throttle-quick",
+            "the throttling host, its 429s answered in 5 ms",
+            ("scrapy-default", "scrapy-16"),
+            latency=0.1,
+            refuse_above=16,
+            refusal_latency=0.005,
+        ),
+        World(
+            "throttle-pause-quick",
+            "the same, each 429 with Retry-After: 1",
+            ("scrapy-default", "scrapy-16"),
+            latency=0.1,
+            refuse_above=16,
+            retry_after=1.0,
+            refusal_latency=0.005,
         ),
     )
 }
@@ -160,6 +178,7 @@ class Server:
         link_mbit: float = 0.0,
         refuse_above: int = 0,
         retry_after: float | None = None,
+        refusal_latency: float | None = None,
     ) -> None:
         command = [sys.executable, str(HERE / "server.py"), "--pool", str(pool)]
         command += ["--images", str(images), "--latency", str(latency)]
@@ -167,6 +186,8 @@ class Server:
         command += ["--link-mbit", str(link_mbit), "--refuse-above", str(refuse_above)]
         if retry_after is not None:
             command += ["--retry-after", str(retry_after)]
+        if refusal_latency is not None:
+            command += ["--refusal-latency", str(refusal_latency)]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE
         )
@@ -685,7 +706,12 @@ def targets(
     else:
         goal(name, None, "not run")
 
-    for world, pause in (("throttle", ""), ("throttle-pause", ", each 429 a 1 s pause")):
+    for world, pause in (
+        ("throttle", ""),
+        ("throttle-pause", ", each 429 a 1 s pause"),
+        ("throttle-quick", ", 429s in 5 ms"),
+        ("throttle-pause-quick", ", 429s in 5 ms, each a 1 s pause"),
+    ):
         name = f"defaults, host throttling above 16{pause}: 429s <= 2% of images, "
         name += "wall <= 1.25x fixed at 16"
         wall, wall16 = (get(c, "wall_s", world) for c in ("scrapy-default", "scrapy-16"))
@@ -926,7 +952,7 @@ def start_server(world: World, data: corpus.Corpus, args: argparse.Namespace) ->
     connect = args.connect_latency if world.latency is None else 2 * world.latency
     return Server(
         data.pool_dir, len(data.images), latency, connect, world.link_mbit,
-        world.refuse_above, world.retry_after,
+        world.refuse_above, world.retry_after, world.refusal_latency,
     )  # fmt: skip
 
 
@@ -973,6 +999,7 @@ def main() -> None:
         "  link = 50 ms, every response through one 300 Mbit/s link;\n"
         "  throttle = 100 ms, 429 while 16 requests are being served;\n"
         "  throttle-pause = the same, each 429 with Retry-After: 1;\n"
+        "  throttle-quick, throttle-pause-quick = the same two, 429s answered in 5 ms;\n"
         "clients: seed = ThreadPoolExecutor(12) + requests; aiohttp = 100 in flight;\n"
         "  scrapy-default = the project's defaults "
         f"({', '.join(f'{k}={v}' for k, v in defaults.items())}; one host, so the "

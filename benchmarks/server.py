@@ -57,8 +57,10 @@ class ImageServer:
         link_mbit: float = 0.0,
         refuse_above: int = 0,
         retry_after: float | None = None,
+        refusal_latency: float | None = None,
     ) -> None:
         self.latency = latency
+        self.refusal_latency = latency if refusal_latency is None else refusal_latency
         self.connect_latency = connect_latency
         self.max_conns = max_conns
         self.link_rate = link_mbit * 1e6 / 8  # bytes per second; 0: no cap
@@ -169,8 +171,9 @@ class ImageServer:
                 refused = bool(self.refuse_above) and self.serving >= self.refuse_above
                 self.serving += not refused
                 try:
-                    if self.latency + extra > 0:
-                        await asyncio.sleep(self.latency + extra)
+                    delay = (self.refusal_latency if refused else self.latency) + extra
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                     extra = 0.0
                     if refused:
                         response = self.refusal
@@ -214,6 +217,7 @@ async def serve(args: argparse.Namespace) -> None:
         link_mbit=args.link_mbit,
         refuse_above=args.refuse_above,
         retry_after=args.retry_after,
+        refusal_latency=args.refusal_latency,
     )
     listener = await asyncio.start_server(
         server.handle, "127.0.0.1", args.port, limit=MAX_HEAD, backlog=1024
@@ -249,6 +253,9 @@ def main() -> None:
     parser.add_argument("--link-mbit", type=float, default=0.0, help="link capacity (0: none)")
     parser.add_argument("--refuse-above", type=int, default=0, help="429 above this (0: never)")
     parser.add_argument("--retry-after", type=float, help="Retry-After of the 429s, in seconds")
+    parser.add_argument(
+        "--refusal-latency", type=float, help="seconds before a 429 (default: --latency)"
+    )
     parser.add_argument("--max-seconds", type=float, default=3 * 3600, help="stop after this")
     asyncio.run(serve(parser.parse_args()))
 
