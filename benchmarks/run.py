@@ -2,7 +2,8 @@
 
 One invocation generates (or reuses) the corpus, then, in each world (a
 healthy host, a link capped at 300 Mbit/s, a host that throttles above 16 in
-flight), starts the image server on 127.0.0.1 in its own process and runs
+flight, with or without ``Retry-After``, its 429s as slow as its images or
+quick), starts the image server on 127.0.0.1 in its own process and runs
 that world's clients one after another, interleaved in rounds, each in its
 own process from an empty folder, and measures each from outside: wall time
 from spawn to exit, CPU (user + system) and peak RSS of that process alone

@@ -15,7 +15,9 @@ Two worlds besides a healthy host:
   full, as on the seed's satellite link.
 * ``--refuse-above K``: a host that throttles. While K requests are being
   served, any other is answered 429 (after the same latency: the network is
-  as far away), with ``Retry-After`` if ``--retry-after`` is given.
+  as far away; or after ``--refusal-latency``, as a rate limiter in front of
+  the host answers before any work), with ``Retry-After`` if
+  ``--retry-after`` is given.
 
 The harness runs it as a child process and talks to it over stdin/stdout:
 it prints ``{"port": N}`` once listening; each ``stats`` line read on stdin
