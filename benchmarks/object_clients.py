@@ -177,32 +177,44 @@ def obstore_azure(service: Service, in_flight: int) -> tuple[Batch, Batch]:
     return obstore_batches(store, in_flight)
 
 
-def store_gcs(service: Service, in_flight: int) -> tuple[Batch, Batch]:
-    """The GCS store's own uploads and copies: JSON API requests aiohttp sends on the loop."""
-    from scrapy.settings import Settings
+def store_client(scheme: str, settings: dict[str, object]):
+    """A store's own uploads and copies (``put_async``, ``copy_async``), as a crawl makes them."""
 
-    from igimages.store import StoreUri
-    from igimages.store.buckets import GCSStore
+    def batches(service: Service, in_flight: int) -> tuple[Batch, Batch]:
+        import hashlib
 
-    service.client()  # points google-cloud-storage at the server (STORAGE_EMULATOR_HOST)
-    settings = Settings({"GCS_PROJECT_ID": "test", "IGIMAGES_STORE_UPLOADS": in_flight})
-    bucket = GCSStore.connect(StoreUri.parse(f"gs://{BUCKET}/"), settings)
-    metadata = {"igimages-sha256": "0" * 64}
+        from scrapy.settings import Settings
+        from scrapy.utils.misc import load_object
 
-    async def batch(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
-        try:
-            await bounded(calls, in_flight)
-        finally:
-            await bucket.disconnect()  # its connections belong to this batch's loop
+        from igimages.settings import IGIMAGES_STORES
+        from igimages.store import StoreUri
 
-    def puts(keys: list[str], data: bytes) -> None:
-        put = bucket.put_async
-        asyncio.run(batch(lambda key=key: put(key, data, metadata, "image/jpeg") for key in keys))
+        given = {**settings, "IGIMAGES_STORE_UPLOADS": in_flight}
+        given.update(line.split("=", 1) for line in service.crawl_settings()[0])
+        service.client()  # a GCS emulator's address reaches google-cloud-storage
+        store = load_object(IGIMAGES_STORES[scheme])
+        bucket = store.connect(StoreUri.parse(f"{scheme}://{BUCKET}/"), Settings(given))
+        metadata = {"igimages-sha256": "0" * 64}
 
-    def copies(keys: list[str], _data: bytes) -> None:
-        asyncio.run(batch(lambda key=key: bucket.copy_async(key, f"{key}.copy") for key in keys))
+        async def batch(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
+            try:
+                await bounded(calls, in_flight)
+            finally:
+                await bucket.disconnect()  # its connections belong to this batch's loop
 
-    return puts, copies
+        def puts(keys: list[str], data: bytes) -> None:
+            digest = hashlib.sha256(data).hexdigest()  # the crawl holds it already
+            put = bucket.put_async
+            calls = (lambda key=key: put(key, data, metadata, "image/jpeg", digest) for key in keys)
+            asyncio.run(batch(calls))
+
+        def copies(keys: list[str], _data: bytes) -> None:
+            copy = bucket.copy_async
+            asyncio.run(batch(lambda key=key: copy(key, f"{key}.copy") for key in keys))
+
+        return puts, copies
+
+    return batches
 
 
 CLIENTS = {
@@ -211,7 +223,8 @@ CLIENTS = {
     "obstore s3 unsigned": ("s3", lambda service, n: obstore_s3(service, n, unsigned=True)),
     "aiohttp+sigv4 s3": ("s3", aiohttp_sigv4_s3),
     "google-cloud-storage gs": ("gs", gcs_python),
-    "aiohttp gs": ("gs", store_gcs),
+    "store s3": ("s3", store_client("s3", {})),
+    "store gs": ("gs", store_client("gs", {})),
     "obstore az": ("az", obstore_azure),
 }
 
@@ -223,10 +236,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=140_000)
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument(
+        "--s3", default="sw", choices=("s3", "s3k", "sw", "sws"), help="the S3 server (bucket.py's)"
+    )
     args = parser.parse_args()
     names = args.clients.split(",")
     needed = {CLIENTS[name][0] for name in names}
-    services = {scheme: SERVICES[scheme]() for scheme in needed}
+    services = {scheme: SERVICES[args.s3 if scheme == "s3" else scheme]() for scheme in needed}
     logs = Path(tempfile.mkdtemp(prefix="igimages-clients-"))
     data = os.urandom(args.size)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}

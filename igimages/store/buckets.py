@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import json
 import os
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -42,7 +43,9 @@ from scrapy.settings import BaseSettings
 
 from igimages.store import StoreUri
 from igimages.store.index import FIELDS, INDEX_DIR, INDEX_NAME, ImageIndex, StoredImage, StoreError
-from igimages.store.objects import Bucket, GCSBucket, ObstoreBucket
+from igimages.store.loophttp import LoopHTTP
+from igimages.store.objects import Bucket, GCSBucket, ObstoreBucket, S3Bucket
+from igimages.store.sigv4 import SigV4
 
 SEGMENTS = f"{INDEX_DIR}/index/"
 PROBE = f"{INDEX_DIR}/writable"
@@ -130,8 +133,9 @@ class BucketStore:
     async def save(self, image: StoredImage, data: bytes) -> None:
         content_type = CONTENT_TYPES.get(image.format, "application/octet-stream")
         async with self._uploads:
+            metadata = _metadata(image, self.metadata_prefix)
             await self.bucket.put_async(
-                self.prefix + image.path, data, _metadata(image, self.metadata_prefix), content_type
+                self.prefix + image.path, data, metadata, content_type, image.sha256
             )
         self.index.record(image)
         self._sync_soon()
@@ -239,40 +243,37 @@ class S3Store(BucketStore):
     """``s3://bucket/prefix/``, on AWS or any S3-compatible service (``AWS_ENDPOINT_URL``).
 
     Credentials: Scrapy's ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
-    ``AWS_SESSION_TOKEN``, else the environment, a web identity, an instance
-    or container role, as obstore finds them, else an AWS profile (``~/.aws``,
-    ``AWS_PROFILE``) read through boto3 when it is installed. ``AWS_VERIFY``:
-    False, or the file of a CA to trust, as botocore's.
+    ``AWS_SESSION_TOKEN``, else wherever botocore finds them (the environment,
+    an AWS profile, a web identity, an instance or container role).
+    ``AWS_VERIFY``: False, or the file of a CA to trust, as botocore's.
     """
 
     @classmethod
     def connect(cls, uri: StoreUri, settings: BaseSettings) -> Bucket:
+        from obstore.auth.boto3 import Boto3CredentialProvider
         from obstore.store import S3Store as Client
 
         endpoint = _endpoint(settings, "AWS_ENDPOINT_URL")
-        config = _given(
-            access_key_id=settings.get("AWS_ACCESS_KEY_ID"),
-            secret_access_key=settings.get("AWS_SECRET_ACCESS_KEY"),
-            session_token=settings.get("AWS_SESSION_TOKEN"),
-            region=settings.get("AWS_REGION_NAME") or os.environ.get("AWS_DEFAULT_REGION"),
-            endpoint=endpoint,
+        session = _aws_session(settings)
+        region = (
+            settings.get("AWS_REGION_NAME") or session.get_config_variable("region") or "us-east-1"
         )
+        config: dict[str, Any] = {"region": region}
         if endpoint:
-            config["virtual_hosted_style_request"] = False
-        if not endpoint.startswith("http://") and "AWS_UNSIGNED_PAYLOAD" not in os.environ:
-            # TLS guards each body on its way: not hashed into the signature
-            # too, as botocore does over HTTPS. Over plain HTTP, the signature
-            # covers the body.
-            config["unsigned_payload"] = True
+            config.update(endpoint=endpoint, virtual_hosted_style_request=False)
+        verify = settings.get("AWS_VERIFY")
         headers = {"x-amz-acl": acl} if (acl := settings.get("FILES_STORE_S3_ACL")) else {}
         client = Client(
             uri.bucket,
             config=config,
-            client_options=_client_options(endpoint, settings.get("AWS_VERIFY"), headers),
+            client_options=_client_options(endpoint, verify, headers),
             retry_config=_retries(settings),
-            credential_provider=None if "access_key_id" in config else _aws_profile(),
+            credential_provider=Boto3CredentialProvider(session),
         )
-        return ObstoreBucket(client, uri.identity)
+        service = endpoint or f"https://s3.{region}.amazonaws.com"
+        http = LoopHTTP(service, _tls(verify), attempts=_attempts(settings))
+        signer = SigV4(session.get_credentials(), region)
+        return S3Bucket(client, uri.identity, http, signer, uri.bucket, service, headers)
 
     @classmethod
     def endpoint_of(cls, settings: BaseSettings) -> str:
@@ -350,37 +351,50 @@ def _client_options(endpoint: str, verify: Any, headers: dict[str, str]) -> dict
     if str(verify).lower() in ("false", "0"):
         options["allow_invalid_certificates"] = True
     elif isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
-        try:
-            options["root_certificate"] = Path(verify).expanduser().read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise StoreError(f"AWS_VERIFY={verify}: cannot read it ({reason})") from None
+        options["root_certificate"] = _read_ca(verify)
     if headers:
         options["default_headers"] = headers
     return options
 
 
-def _retries(settings: BaseSettings) -> dict[str, Any]:
+def _attempts(settings: BaseSettings) -> int:
     """As botocore counts them: ``AWS_MAX_ATTEMPTS`` tries in all (setting or environment)."""
-    attempts = settings.getint("AWS_MAX_ATTEMPTS") or int(os.environ.get("AWS_MAX_ATTEMPTS") or 4)
-    return {"max_retries": max(0, attempts - 1), "retry_timeout": timedelta(seconds=60)}
+    return settings.getint("AWS_MAX_ATTEMPTS") or int(os.environ.get("AWS_MAX_ATTEMPTS") or 4)
 
 
-def _aws_profile() -> Any:
-    """Credentials from an AWS profile, when one is set up and boto3 can read it."""
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        return None  # obstore reads the environment itself
-    files = (
-        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials",
-        os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config",
-    )
-    if not os.environ.get("AWS_PROFILE") and not any(Path(f).expanduser().exists() for f in files):
-        return None  # obstore's own chain: a web identity, an instance or container role
+def _retries(settings: BaseSettings) -> dict[str, Any]:
+    return {"max_retries": max(0, _attempts(settings) - 1), "retry_timeout": timedelta(seconds=60)}
+
+
+def _tls(verify: Any) -> ssl.SSLContext:
+    """``AWS_VERIFY`` as botocore reads it: False, or the file of a CA to trust."""
+    if str(verify).lower() in ("false", "0"):
+        return ssl._create_unverified_context()
+    if isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
+        return ssl.create_default_context(cadata=_read_ca(verify))
+    return ssl.create_default_context()
+
+
+def _read_ca(verify: str) -> str:
     try:
-        from obstore.auth.boto3 import Boto3CredentialProvider
-    except ImportError:
-        return None
-    return Boto3CredentialProvider()
+        return Path(verify).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise StoreError(f"AWS_VERIFY={verify}: cannot read it ({reason})") from None
+
+
+def _aws_session(settings: BaseSettings) -> Any:
+    """A botocore session holding the credentials to sign with: Scrapy's settings', else
+    the first botocore finds (the environment, a profile, a web identity, a role)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    if key := settings.get("AWS_ACCESS_KEY_ID"):
+        secret, token = settings.get("AWS_SECRET_ACCESS_KEY"), settings.get("AWS_SESSION_TOKEN")
+        session.set_credentials(key, secret, token)
+    if session.get_credentials() is None:
+        raise StoreError("no AWS credentials: set AWS_ACCESS_KEY_ID, a profile or a role")
+    return session
 
 
 def state_dir(uri: StoreUri, endpoint: str, root: str = "") -> Path:

@@ -1,13 +1,16 @@
 """Object calls to one bucket, whatever the service: a put, a server-side copy, a get.
 
-``ObstoreBucket`` makes them with obstore (Rust's ``object_store``): the
-HTTP, the signing and the TLS run outside the GIL on obstore's own threads,
-and an ``*_async`` call is an awaitable of the running asyncio loop, so an
-upload costs the crawl's interpreter little more than the call itself.
-``GCSBucket`` makes them through GCS's JSON API, which obstore does not
-speak (it writes through the XML one, which no GCS server that runs here
-accepts): the crawl's uploads and copies as aiohttp requests on the loop,
-the rest through google-cloud-storage.
+The crawl's own calls, an upload or a server-side copy per image, are the
+``*_async`` ones: requests on the crawl's loop (``igimages.store.loophttp``),
+the cheapest way measured here to send them. The rest (a probe, a feed,
+reads, listings) are few and go through each service's client library.
+
+``ObstoreBucket`` makes them all with obstore (Rust's ``object_store``): the
+HTTP, the signing and the TLS run on obstore's own threads. ``S3Bucket`` is
+one whose uploads and copies go on the loop, signed with the sha256 the
+crawl already holds. ``GCSBucket`` speaks GCS's JSON API on the loop, and
+google-cloud-storage for the rest: obstore writes through the XML API, which
+no GCS server that runs here accepts.
 
 Every call raises ``StoreError`` in one line that names the store and never
 a credential.
@@ -16,20 +19,20 @@ a credential.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode, urlsplit
 
 from igimages.store.index import StoreError
-
-_T = TypeVar("_T")
+from igimages.store.loophttp import Answer, LoopHTTP
+from igimages.store.sigv4 import EMPTY_SHA256, SigV4, object_path
 
 GCS_ATTEMPTS = 4  # tries of an upload or a copy, as google-cloud-storage's retries
-GCS_TRANSIENT = {408, 429, 500, 502, 503, 504}
 
 #: One object as a listing gives it: path under the bucket, size, metadata if
 #: the listing carries it (GCS does, S3 and Azure do not).
@@ -52,8 +55,9 @@ class Bucket(Protocol):
     def put(self, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> None: ...
 
     async def put_async(
-        self, key: str, data: bytes, metadata: dict[str, str], content_type: str
-    ) -> None: ...
+        self, key: str, data: bytes, metadata: dict[str, str], content_type: str, sha256: str = ""
+    ) -> None:
+        """Upload ``data``, whose hex sha256 is ``sha256`` when the caller knows it."""
 
     async def copy_async(self, source: str, key: str) -> None: ...
 
@@ -83,7 +87,7 @@ class ObstoreBucket:
             obstore.put(self.store, key, data, attributes=_attributes(metadata, content_type))
 
     async def put_async(
-        self, key: str, data: bytes, metadata: dict[str, str], content_type: str
+        self, key: str, data: bytes, metadata: dict[str, str], content_type: str, sha256: str = ""
     ) -> None:
         import obstore
 
@@ -128,14 +132,64 @@ class ObstoreBucket:
         return _OneLine(self.uri, _obstore_message)
 
 
+class S3Bucket(ObstoreBucket):
+    """An S3 bucket through obstore, whose uploads and copies go on the loop.
+
+    ``endpoint`` is the service's URL, objects path-style under it (as obstore
+    reaches them); ``headers`` go with every upload and copy (``x-amz-acl``).
+    """
+
+    def __init__(
+        self, store: Any, uri: str, http: LoopHTTP, signer: SigV4, bucket: str,
+        endpoint: str, headers: dict[str, str],
+    ) -> None:  # fmt: skip
+        super().__init__(store, uri)
+        self.http = http
+        self.signer = signer
+        self.bucket = bucket
+        self.base_path = urlsplit(endpoint).path.rstrip("/")
+        self.headers = headers
+
+    async def put_async(
+        self, key: str, data: bytes, metadata: dict[str, str], content_type: str, sha256: str = ""
+    ) -> None:
+        headers = {**self.headers, **{f"x-amz-meta-{n.lower()}": v for n, v in metadata.items()}}
+        if content_type:
+            headers["content-type"] = content_type
+        if cache_control := _cache_control(content_type):
+            headers["cache-control"] = cache_control
+        await self._send(key, data, headers, sha256 or hashlib.sha256(data).hexdigest())
+
+    async def copy_async(self, source: str, key: str) -> None:
+        headers = {**self.headers, "x-amz-copy-source": object_path(self.bucket, source)}
+        answer = await self._send(key, b"", headers, EMPTY_SHA256)
+        if b"<Error>" in answer.body:  # a copy may fail after its 200 has begun
+            raise StoreError(f"{self.uri}: {_s3_refusal(500, answer.body)}")
+
+    async def disconnect(self) -> None:
+        await self.http.close()
+
+    async def _send(self, key: str, body: bytes, headers: dict[str, str], sha256: str) -> Answer:
+        path = self.base_path + object_path(self.bucket, key)
+
+        async def signed() -> dict[str, str]:
+            return self.signer.sign("PUT", self.http.authority, path, headers, sha256)
+
+        with self._errors():
+            answer = await self.http.send("PUT", path, body, signed)
+        if answer.status >= 300:
+            raise StoreError(f"{self.uri}: {_s3_refusal(answer.status, answer.body)}")
+        return answer
+
+
 class GCSBucket:
     """A GCS bucket through google-cloud-storage, whose uploads and copies go on the loop.
 
     The crawl's uploads and server-side copies are requests of GCS's JSON API
-    (the one google-cloud-storage speaks) sent by aiohttp on the running
-    loop: the client's own calls, in threads, cost the crawl three times a
-    folder's CPU per image. The rest (a feed, a probe, reads, listings) goes
-    through google-cloud-storage.
+    (the one google-cloud-storage speaks) sent on the running loop: the
+    client's own calls, in threads, cost the crawl three times a folder's CPU
+    per image. The rest (a feed, a probe, reads, listings) goes through
+    google-cloud-storage.
     """
 
     def __init__(self, bucket: Any, uri: str, threads: int, policy: str | None) -> None:
@@ -143,12 +197,12 @@ class GCSBucket:
         self.uri = uri
         self.policy = policy
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="igimages-gcs")
-        connection = bucket.client._connection
-        self._api = f"{connection.API_BASE_URL}/storage/v1/b/{quote(bucket.name, safe='')}/o"
-        self._upload = f"{connection.API_BASE_URL}/upload/storage/v1/b/"
-        self._upload += f"{quote(bucket.name, safe='')}/o"
+        base_url = bucket.client._connection.API_BASE_URL
+        self.http = LoopHTTP(base_url, attempts=GCS_ATTEMPTS)
+        base_path = urlsplit(base_url).path.rstrip("/")
+        self._api = f"{base_path}/storage/v1/b/{quote(bucket.name, safe='')}/o"
+        self._upload = f"{base_path}/upload/storage/v1/b/{quote(bucket.name, safe='')}/o"
         self._credentials = bucket.client._credentials
-        self._session: Any = None  # made on the loop it serves, at its first request
 
     def put(self, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> None:
         blob = self.bucket.blob(key)
@@ -162,7 +216,7 @@ class GCSBucket:
             )
 
     async def put_async(
-        self, key: str, data: bytes, metadata: dict[str, str], content_type: str
+        self, key: str, data: bytes, metadata: dict[str, str], content_type: str, sha256: str = ""
     ) -> None:
         resource = {"name": key, "metadata": metadata}
         resource["contentType"] = content_type or "application/octet-stream"
@@ -205,9 +259,7 @@ class GCSBucket:
             yield blob.name, blob.size, blob.metadata or {}
 
     async def disconnect(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        await self.http.close()
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)
@@ -215,30 +267,18 @@ class GCSBucket:
     def _acl(self, name: str = "predefinedAcl") -> dict[str, str]:
         return {name: self.policy} if self.policy else {}
 
-    async def _request(self, url: str, params: dict[str, str], body: bytes, content: str) -> Any:
+    async def _request(self, path: str, params: dict[str, str], body: bytes, content: str) -> Any:
         """POST, on the loop; a refusal that may pass (429, 5xx, no answer) is tried again."""
-        import aiohttp
         from google.api_core.exceptions import from_http_status
 
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        async def headers() -> dict[str, str]:
+            return {"content-type": content, **await self._authorization()}
+
         with self._errors():
-            for attempt in range(GCS_ATTEMPTS):
-                headers = {"Content-Type": content, **await self._authorization()}
-                try:
-                    async with self._session.post(
-                        url, params=params, data=body, headers=headers
-                    ) as response:
-                        answer = await response.read()
-                        if response.status < 300:
-                            return json.loads(answer or b"{}")
-                        error = from_http_status(response.status, _gcs_reason(answer))
-                except aiohttp.ClientError as exc:
-                    error = exc
-                if getattr(error, "code", 500) not in GCS_TRANSIENT or attempt + 1 == GCS_ATTEMPTS:
-                    raise error
-                await asyncio.sleep(0.5 * 2**attempt)
-        return None
+            answer = await self.http.send("POST", f"{path}?{urlencode(params)}", body, headers)
+            if answer.status >= 300:
+                raise from_http_status(answer.status, _gcs_reason(answer.body))
+            return json.loads(answer.body or b"{}")
 
     async def _authorization(self) -> dict[str, str]:
         """The credentials' header, refreshed in a thread when the token has expired."""
@@ -293,12 +333,21 @@ _UNREACHABLE = ("error sending request", "Connection refused", "dns error", "tim
 def _obstore_message(exc: BaseException) -> str:
     text = str(exc)
     if match := _STATUS.search(text):
-        code, detail = match[1], match[2] or ""
-        meaning = STATUS_MEANINGS.get(code, detail or "refused")
-        return f"{code} {meaning}" + (f" ({detail})" if detail and detail != meaning else "")
+        return _refused(match[1], match[2] or "")
     if any(sign in text for sign in _UNREACHABLE):
         return "Could not connect to the endpoint"
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _s3_refusal(status: int, body: bytes) -> str:
+    """A refused S3 request in one line: its status and the error's ``<Code>``."""
+    detail = match[1] if (match := re.search(rb"<Code>([^<]+)</Code>", body)) else b""
+    return _refused(str(status), detail.decode("utf-8", "replace"))
+
+
+def _refused(code: str, detail: str) -> str:
+    meaning = STATUS_MEANINGS.get(code, detail or "refused")
+    return f"{code} {meaning}" + (f" ({detail})" if detail and detail != meaning else "")
 
 
 def _gcs_reason(answer: bytes) -> str:

@@ -1,0 +1,287 @@
+"""The requests a bucket crawl makes on its loop: their HTTP against a loopback
+server that misbehaves on cue, and their S3 signatures against botocore's."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from igimages.store.loophttp import ConnectionFailed, LoopHTTP
+from igimages.store.sigv4 import SigV4, object_path
+from tests.cloud import free_port
+
+
+@dataclass
+class Seen:
+    connection: int
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class ScriptedServer:
+    """HTTP/1.1 on loopback whose n-th answer (from 0) is ``answer(n)``: the raw bytes
+    to send, and whether to close the connection after them (None: never answer)."""
+
+    answer: Callable[[int], tuple[bytes | None, bool]]
+    seen: list[Seen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(
+                target=self._serve, args=(client, self.connections), daemon=True
+            ).start()
+
+    def _serve(self, client: socket.socket, number: int) -> None:
+        stream = client.makefile("rb")
+        with client:
+            while line := stream.readline():
+                method, target, _ = line.decode().split(" ", 2)
+                headers = {}
+                while (header := stream.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = stream.read(int(headers.get("content-length", 0)))
+                self.seen.append(Seen(number, method, target, headers, body))
+                payload, close = self.answer(len(self.seen) - 1)
+                if payload is None:
+                    time.sleep(30)
+                    return
+                client.sendall(payload)
+                if close:
+                    return
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+def answer(status: int, body: bytes = b"{}", *extra: str) -> bytes:
+    head = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def send(client: LoopHTTP, *requests: tuple[str, bytes]) -> list:
+    async def run() -> list:
+        try:
+            return [
+                await client.send("PUT", target, body, _no_headers) for target, body in requests
+            ]
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+async def _no_headers() -> dict[str, str]:
+    return {"x-test": "1"}
+
+
+@pytest.fixture
+def scripted():
+    servers: list[ScriptedServer] = []
+
+    def start(answer: Callable[[int], tuple[bytes | None, bool]]) -> ScriptedServer:
+        servers.append(ScriptedServer(answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_requests_share_one_kept_connection_and_carry_their_bodies(scripted):
+    server = scripted(lambda n: (answer(200, f"answer {n}".encode()), False))
+    bodies = [hashlib.sha256(bytes([n])).digest() * 4000 for n in range(4)]
+
+    answers = send(LoopHTTP(server.url), *((f"/o/{n}", body) for n, body in enumerate(bodies)))
+
+    assert [(a.status, a.body) for a in answers] == [
+        (200, f"answer {n}".encode()) for n in range(4)
+    ]
+    assert [s.body for s in server.seen] == bodies
+    assert [s.target for s in server.seen] == [f"/o/{n}" for n in range(4)]
+    assert {s.connection for s in server.seen} == {1}
+    assert server.seen[0].headers["host"] == f"127.0.0.1:{server.port}"
+    assert server.seen[0].headers["x-test"] == "1"
+
+
+def test_a_chunked_answer_and_one_ended_by_closing_are_read_whole(scripted):
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    unframed = b"HTTP/1.1 201 OK\r\nConnection: close\r\n\r\nuntil the end"
+    server = scripted(lambda n: (chunked, False) if n == 0 else (unframed, True))
+
+    answers = send(LoopHTTP(server.url, attempts=1), ("/a", b"1"), ("/b", b"2"), ("/c", b"3"))
+
+    assert [(a.status, a.body) for a in answers] == [
+        (200, b"hello world"), (201, b"until the end"), (201, b"until the end"),
+    ]  # fmt: skip
+    assert [s.connection for s in server.seen] == [1, 1, 2]  # a new one after the close
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_at_no_attempt(scripted):
+    # The server drops each connection after its answer, without saying so:
+    # the next request finds it closed and goes on a new one, even with one try.
+    server = scripted(lambda n: (answer(200), True))
+
+    answers = send(LoopHTTP(server.url, attempts=1), *((f"/{n}", b"x" * 1000) for n in range(3)))
+
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert [s.connection for s in server.seen] == [1, 2, 3]
+
+
+def test_transient_refusals_are_tried_again_and_the_last_answer_is_returned(scripted):
+    server = scripted(lambda n: (answer(503 if n in (0, 1, 3, 4, 5) else 200), False))
+    client = LoopHTTP(server.url, attempts=3, backoff=0.01)
+
+    first, second = send(client, ("/a", b"a"), ("/b", b"b"))
+
+    assert first.status == 200  # 503, 503, 200
+    assert [s.target for s in server.seen[:3]] == ["/a"] * 3
+    assert second.status == 503  # three tries, three refusals: the last one is the answer
+    [final] = send(LoopHTTP(server.url, attempts=1), ("/c", b"c"))
+    assert final.status == 200
+    assert len(server.seen) == 7
+    refused = scripted(lambda n: (answer(404), False))
+    [not_found] = send(LoopHTTP(refused.url, attempts=4, backoff=0.01), ("/d", b"d"))
+    assert not_found.status == 404
+    assert len(refused.seen) == 1  # not transient: asked once
+
+
+def test_no_answer_and_no_server_fail_after_their_attempts(scripted):
+    silent = scripted(lambda n: (None, False))
+    began = time.monotonic()
+
+    with pytest.raises(ConnectionFailed, match=r"no answer in 0\.3 s"):
+        send(LoopHTTP(silent.url, attempts=2, timeout=0.3, backoff=0.01), ("/a", b"a"))
+
+    assert 0.6 <= time.monotonic() - began < 5
+    assert len(silent.seen) == 2
+    with pytest.raises(ConnectionFailed, match="Could not connect to the endpoint"):
+        send(LoopHTTP(f"http://127.0.0.1:{free_port()}", attempts=2, backoff=0.01), ("/a", b""))
+    hang_up = scripted(lambda n: (b"", True))  # reads the request, closes without a word
+    with pytest.raises(ConnectionFailed, match="closed the connection"):
+        send(LoopHTTP(hang_up.url, attempts=3, backoff=0.01), ("/a", b"a"))
+    assert len(hang_up.seen) == 3
+
+
+@pytest.mark.parametrize("token", [None, "a-session-token"])
+@pytest.mark.parametrize("key", ["post/0_ab.jpg", "prefix with space/é+&=;/0_x.png"])
+def test_s3_signatures_are_the_ones_botocore_makes(monkeypatch, key, token):
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    signer = SigV4(credentials, "eu-west-3")
+    body = b"\xff\xd8 an image"
+    digest = hashlib.sha256(body).hexdigest()
+    path = object_path("the-bucket", key)
+    headers = {"content-type": "image/jpeg", "x-amz-meta-igimages-sha256": digest}
+    headers["x-amz-copy-source"] = object_path("the-bucket", key)
+    monkeypatch.setattr(
+        time, "gmtime", lambda *_: time.struct_time((2026, 12, 6, 9, 8, 7, 6, 340, 0))
+    )
+
+    ours = signer.sign("PUT", "s3.eu-west-3.amazonaws.com", path, headers, digest)
+
+    assert ours["x-amz-date"] == "20261206T090807Z"
+    request = AWSRequest("PUT", f"https://s3.eu-west-3.amazonaws.com{path}", data=body)
+    for name, value in ours.items():
+        if name != "authorization":
+            request.headers[name] = value
+    request.context["timestamp"] = ours["x-amz-date"]
+    botocore = S3SigV4Auth(credentials, "s3", "eu-west-3")
+    canonical = botocore.canonical_request(request)
+    expected = botocore.signature(botocore.string_to_sign(request, canonical), request)
+    assert ours["authorization"].endswith(f"Signature={expected}")
+    assert "Credential=AKIDEXAMPLE/20261206/eu-west-3/s3/aws4_request" in ours["authorization"]
+    assert ours.get("x-amz-security-token") == token
+
+
+def test_a_server_that_checks_signatures_takes_the_uploads_and_copies_under_their_keys(tmp_path):
+    """moto with IAM enforced recomputes each request's signature from what it
+    received: a key with spaces and reserved characters, a session-less user,
+    a copy; and refuses the same requests signed with a wrong secret."""
+    from scrapy.settings import Settings
+
+    from igimages.store import StoreUri
+    from igimages.store.buckets import S3Store
+    from igimages.store.index import StoreError
+    from tests.cloud import moto_command, s3_client, server_process
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with server_process(
+        moto_command(port), port, tmp_path / "moto.log", INITIAL_NO_AUTH_ACTION_COUNT="4"
+    ):
+        import botocore.session
+
+        iam = botocore.session.get_session().create_client(
+            "iam", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="setup", aws_secret_access_key="setup",
+        )  # fmt: skip
+        iam.create_user(UserName="crawler")
+        allow = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [allow]})
+        iam.put_user_policy(UserName="crawler", PolicyName="all", PolicyDocument=policy)
+        key = iam.create_access_key(UserName="crawler")["AccessKey"]
+        admin = s3_client(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        admin.create_bucket(Bucket="signed")
+
+        def connect(secret: str):
+            settings = Settings({
+                "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION_NAME": "us-east-1",
+                "AWS_MAX_ATTEMPTS": 1,
+            })  # fmt: skip
+            return S3Store.connect(StoreUri.parse("s3://signed/"), settings)
+
+        body = hashlib.sha256(b"image").digest() * 5000
+        names = ["a post/0_x y.jpg", "p+q&r=s;t/é ü/1_k.png"]
+
+        async def store(bucket) -> None:
+            try:
+                for name in names:
+                    await bucket.put_async(name, body, {"igimages-sha256": "1"}, "image/jpeg")
+                await bucket.copy_async(names[0], f"copies/{names[0]}")
+            finally:
+                await bucket.disconnect()
+
+        asyncio.run(store(connect(key["SecretAccessKey"])))
+        listed = admin.list_objects_v2(Bucket="signed")["Contents"]
+        assert sorted(entry["Key"] for entry in listed) == sorted([*names, f"copies/{names[0]}"])
+        for name in (*names, f"copies/{names[0]}"):
+            stored = admin.get_object(Bucket="signed", Key=name)
+            assert stored["Body"].read() == body
+            assert stored["Metadata"] == {"igimages-sha256": "1"}
+            assert stored["ContentType"] == "image/jpeg"
+
+        with pytest.raises(
+            StoreError, match=r"^s3://signed/: 403 access denied \(SignatureDoesNotMatch\)"
+        ):
+            asyncio.run(store(connect("not-the-secret")))
