@@ -415,6 +415,20 @@ def test_credentials_from_an_aws_profile_file_reach_the_bucket(
     assert sha256(s3_bucket.objects()[image["path"]]) == sha256(body)
     assert SECRET not in result.stderr
 
+    # No credentials anywhere (no settings, environment, profile or role): one
+    # line, before any download.
+    server.reset_counters()
+    nowhere = {"AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_CONFIG_FILE": "/dev/null"}
+    nowhere["AWS_EC2_METADATA_DISABLED"] = "true"
+    result = crawl(posts, *settings, target=s3_bucket.uri, env={**env, **nowhere})
+
+    assert result.returncode == EXIT_STOPPED
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith(f"error: {s3_bucket.uri}")
+    assert lines[0].endswith(": no AWS credentials: set AWS_ACCESS_KEY_ID, a profile or a role")
+    assert server.requests == []
+
 
 @pytest.mark.parametrize(
     ("store", "message"),

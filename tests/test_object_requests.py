@@ -285,3 +285,39 @@ def test_a_server_that_checks_signatures_takes_the_uploads_and_copies_under_thei
             StoreError, match=r"^s3://signed/: 403 access denied \(SignatureDoesNotMatch\)"
         ):
             asyncio.run(store(connect("not-the-secret")))
+
+
+def test_expiring_credentials_are_refreshed_off_the_loop_and_sign_from_then_on():
+    from botocore.credentials import RefreshableCredentials
+
+    refreshed_in: list[str] = []
+
+    def fetch(secret: str, minutes: int):
+        def metadata() -> dict[str, str]:
+            refreshed_in.append(threading.current_thread().name)
+            expiry = time.gmtime(time.time() + minutes * 60)
+            return {
+                "access_key": "AKIDROLE", "secret_key": secret, "token": f"token-{secret}",
+                "expiry_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", expiry),
+            }  # fmt: skip
+
+        return metadata
+
+    credentials = RefreshableCredentials.create_from_metadata(
+        fetch("first", 1)(), refresh_using=fetch("second", 60), method="role"
+    )  # expires within botocore's 15 minutes of advance: due for a refresh
+    refreshed_in.clear()
+    signer = SigV4(credentials, "us-east-1")
+
+    async def sign() -> dict[str, str]:
+        await signer.refresh()
+        return signer.sign("PUT", "h", "/b/k", {}, hashlib.sha256(b"").hexdigest())
+
+    headers = asyncio.run(sign())
+
+    assert refreshed_in
+    assert threading.main_thread().name not in refreshed_in
+    assert headers["x-amz-security-token"] == "token-second"
+    again = asyncio.run(sign())  # fresh now: no other refresh
+    assert len(refreshed_in) == 1
+    assert again["x-amz-security-token"] == "token-second"

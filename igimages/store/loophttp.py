@@ -4,9 +4,10 @@ A bucket crawl makes one request per image, so what each costs the crawl's
 process is most of what a bucket costs over a folder. For a 140 KB upload,
 16 at once, this machine measured (``benchmarks/object_clients.py``) about
 0.5 ms of CPU for aiohttp or obstore (on its own threads), 0.27 for h11's
-state machine under an asyncio protocol, and 0.17 for this one, half of it
-the kernel's send: the request is written whole, and the answer read as RFC
-9112 frames it, by its length, its chunks or the end of the connection.
+state machine under an asyncio protocol, and 0.17 to 0.22 for this one, a
+third to half of it the kernel's send: the request is written whole, and the
+answer read as RFC 9112 frames it, by its length, its chunks or the end of
+the connection.
 
 Connections are kept alive, one per request in flight, and closed with the
 client. A request is tried again, with a growing pause, while the answer may

@@ -173,6 +173,7 @@ class S3Bucket(ObstoreBucket):
         path = self.base_path + object_path(self.bucket, key)
 
         async def signed() -> dict[str, str]:
+            await self.signer.refresh()
             return self.signer.sign("PUT", self.http.authority, path, headers, sha256)
 
         with self._errors():

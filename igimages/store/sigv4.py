@@ -3,12 +3,13 @@
 The crawl hashes every image anyway, so its uploads are signed with that hash
 over HTTP and HTTPS alike, at no cost: botocore's signer would spend a quarter
 of a millisecond per request preparing the same strings. Credentials are
-botocore's (``Credentials``, refreshed by botocore when they are a role's).
+botocore's (``Credentials``; a role's are refreshed by botocore, in a thread).
 The algorithm: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv4.html
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -27,6 +28,14 @@ class SigV4:
         self.region = region
         self.service = service
         self._keys: dict[tuple[str, str], bytes] = {}
+
+    async def refresh(self) -> None:
+        """Refreshes expiring credentials (a role's, fetched over HTTP) in a thread,
+        so that the loop does not wait on botocore's request for them."""
+        needed = getattr(self.credentials, "refresh_needed", None)
+        if needed is not None and needed():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.credentials.get_frozen_credentials)
 
     def sign(
         self, method: str, host: str, path: str, headers: dict[str, str], payload_sha256: str
