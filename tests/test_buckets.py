@@ -168,6 +168,16 @@ def test_s3_bodies_are_signed_with_their_sha256_over_https_and_http(
     uploads = [c for c in s3_bucket.calls()[before:] if c.is_upload and c.key.endswith(".jpg")]
     assert sorted(c.payload_hash for c in uploads) == sorted(map(sha256, bodies))
 
+    # AWS_VERIFY=False: any certificate will do.
+    anyone = [*over_https[:-1], "AWS_VERIFY=False"]
+    result = crawl(posts, *anyone, env=s3_bucket.env, target=f"s3://{s3_bucket.name}/any/")
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    client, name = s3_bucket.client, s3_bucket.name
+    listed = client.list_objects_v2(Bucket=name, Prefix="any/")["Contents"]
+    keys = [entry["Key"] for entry in listed if entry["Key"].endswith(".jpg")]
+    stored = [client.get_object(Bucket=name, Key=key)["Body"].read() for key in keys]
+    assert sorted(map(sha256, stored)) == sorted(map(sha256, bodies))
+
     # A CA file that cannot be read is one line, before any download.
     server.reset_counters()
     missing = tmp_path / "no-such-ca.pem"

@@ -348,10 +348,10 @@ def _endpoint(settings: BaseSettings, name: str) -> str:
 def _client_options(endpoint: str, verify: Any, headers: dict[str, str]) -> dict[str, Any]:
     """HTTP for an ``http://`` endpoint; ``verify`` as botocore's: False, or a CA bundle's path."""
     options: dict[str, Any] = {"allow_http": endpoint.startswith("http://")}
-    if str(verify).lower() in ("false", "0"):
+    if (trusted := _trusted(verify)) is False:
         options["allow_invalid_certificates"] = True
-    elif isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
-        options["root_certificate"] = _read_ca(verify)
+    elif trusted:
+        options["root_certificate"] = trusted
     if headers:
         options["default_headers"] = headers
     return options
@@ -367,15 +367,21 @@ def _retries(settings: BaseSettings) -> dict[str, Any]:
 
 
 def _tls(verify: Any) -> ssl.SSLContext:
-    """``AWS_VERIFY`` as botocore reads it: False, or the file of a CA to trust."""
+    trusted = _trusted(verify)
+    context = ssl.create_default_context(cadata=trusted or None)
+    if trusted is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _trusted(verify: Any) -> str | bool | None:
+    """``AWS_VERIFY`` as botocore reads it: False (any certificate), the text of the CA
+    file it names, or None (the system's CAs)."""
     if str(verify).lower() in ("false", "0"):
-        return ssl._create_unverified_context()
-    if isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
-        return ssl.create_default_context(cadata=_read_ca(verify))
-    return ssl.create_default_context()
-
-
-def _read_ca(verify: str) -> str:
+        return False
+    if not isinstance(verify, str) or verify.lower() in ("", "true", "1"):
+        return None
     try:
         return Path(verify).expanduser().read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -390,8 +396,9 @@ def _aws_session(settings: BaseSettings) -> Any:
 
     session = botocore.session.get_session()
     if key := settings.get("AWS_ACCESS_KEY_ID"):
-        secret, token = settings.get("AWS_SECRET_ACCESS_KEY"), settings.get("AWS_SESSION_TOKEN")
-        session.set_credentials(key, secret, token)
+        if not (secret := settings.get("AWS_SECRET_ACCESS_KEY")):
+            raise StoreError("AWS_ACCESS_KEY_ID is set, AWS_SECRET_ACCESS_KEY is not")
+        session.set_credentials(key, secret, settings.get("AWS_SESSION_TOKEN"))
     if session.get_credentials() is None:
         raise StoreError("no AWS credentials: set AWS_ACCESS_KEY_ID, a profile or a role")
     return session
