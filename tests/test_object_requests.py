@@ -191,6 +191,10 @@ def test_no_answer_and_no_server_fail_after_their_attempts(scripted):
     with pytest.raises(ConnectionFailed, match="closed the connection"):
         send(LoopHTTP(hang_up.url, attempts=3, backoff=0.01), ("/a", b"a"))
     assert len(hang_up.seen) == 3
+    garbled = scripted(lambda n: (b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n", False))
+    with pytest.raises(ConnectionFailed, match="a broken answer"):
+        send(LoopHTTP(garbled.url, attempts=2, backoff=0.01), ("/a", b"a"))
+    assert len(garbled.seen) == 2
 
 
 @pytest.mark.parametrize("token", [None, "a-session-token"])

@@ -183,7 +183,7 @@ class _Connection(asyncio.Protocol):
         try:
             if self._read():
                 self._answered()
-        except (_Broken, ValueError) as exc:
+        except ValueError as exc:  # _Broken, or a size that is no number
             self._failed(ConnectionFailed(f"a broken answer ({exc})"))
             self.close()
 
