@@ -439,6 +439,15 @@ def test_credentials_from_an_aws_profile_file_reach_the_bucket(
     assert lines[0].endswith(": no AWS credentials: set AWS_ACCESS_KEY_ID, a profile or a role")
     assert server.requests == []
 
+    # A key without its secret: the same, naming what is missing.
+    result = crawl(posts, *settings, "AWS_ACCESS_KEY_ID=test", target=s3_bucket.uri, env=env)
+
+    assert result.returncode == EXIT_STOPPED
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].endswith(": AWS_ACCESS_KEY_ID is set, AWS_SECRET_ACCESS_KEY is not")
+    assert server.requests == []
+
 
 @pytest.mark.parametrize(
     ("store", "message"),

@@ -325,3 +325,49 @@ def test_expiring_credentials_are_refreshed_off_the_loop_and_sign_from_then_on()
     again = asyncio.run(sign())  # fresh now: no other refresh
     assert len(refreshed_in) == 1
     assert again["x-amz-security-token"] == "token-second"
+
+
+def test_s3_uploads_and_copies_carry_the_acl_metadata_and_hash_and_a_copy_refused_late_fails(
+    scripted,
+):
+    """What the S3 store's own requests hold, as the server reads them; and a
+    CopyObject whose 200 carries an error (S3 sends one when a copy fails after
+    its answer began) is a failure, not a stored object."""
+    from scrapy.settings import Settings
+
+    from igimages.store import StoreUri
+    from igimages.store.buckets import S3Store
+    from igimages.store.index import StoreError
+
+    late_error = b"<?xml version='1.0'?><Error><Code>InternalError</Code></Error>"
+    server = scripted(lambda n: (answer(200, late_error if n == 2 else b""), False))
+    settings = Settings({
+        "AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_REGION_NAME": "us-east-1", "FILES_STORE_S3_ACL": "public-read",
+    })  # fmt: skip
+    bucket = S3Store.connect(StoreUri.parse("s3://b/"), settings)
+    body = b"\xff\xd8 image bytes"
+    digest = hashlib.sha256(body).hexdigest()
+
+    async def store() -> None:
+        try:
+            await bucket.put_async(
+                "p/0_k.jpg", body, {"igimages-sha256": digest}, "image/jpeg", digest
+            )
+            await bucket.copy_async("p/0_k.jpg", "q/0_k.jpg")
+            await bucket.copy_async("p/0_k.jpg", "r/0_k.jpg")
+        finally:
+            await bucket.disconnect()
+
+    with pytest.raises(StoreError, match=r"^s3://b/: 500 InternalError$"):
+        asyncio.run(store())
+
+    upload, copy, _ = server.seen
+    assert (upload.method, upload.target, upload.body) == ("PUT", "/b/p/0_k.jpg", body)
+    assert upload.headers["x-amz-content-sha256"] == digest
+    assert upload.headers["x-amz-meta-igimages-sha256"] == digest
+    assert upload.headers["content-type"] == "image/jpeg"
+    assert upload.headers["cache-control"] == "max-age=172800"
+    assert (copy.target, copy.body) == ("/b/q/0_k.jpg", b"")
+    assert copy.headers["x-amz-copy-source"] == "/b/p/0_k.jpg"
+    assert {s.headers["x-amz-acl"] for s in server.seen} == {"public-read"}
