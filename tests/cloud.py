@@ -36,6 +36,9 @@ SCRIPTS = Path(sysconfig.get_path("scripts"))
 #: npm packages the tests run as servers (package.json), installed there by
 #: scripts/install-system-packages.sh, as CI does (git ignores node_modules).
 NODE_SERVERS = Path(__file__).parent / "servers"
+#: A name only ``TunnelProxy`` resolves (to 127.0.0.1): an endpoint under it is
+#: reached through the proxy or not at all. The tests' certificates name it.
+PROXIED_HOST = "objects.internal.test"
 #: Azurite's well-known account and key (published: they open nothing but the emulator).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -88,6 +91,7 @@ class ApiCall:
     payload_hash: str | None = None  # x-amz-content-sha256: the body's, or UNSIGNED-PAYLOAD
     status: int = 0
     answered_at: float = 0.0  # time.monotonic(), as the image server's records
+    proxied: bool = False  # asked in absolute form (http://host/path): by a proxy
 
     @property
     def bucket(self) -> str:  # S3's path style: /bucket/key
@@ -150,8 +154,9 @@ class ApiFront:
                 copy_source = self.headers["x-amz-copy-source"] or self.headers["x-ms-copy-source"]
                 call = ApiCall(
                     self.command, unquote(parts.path), parts.query, copy_source, body[:4096],
-                    self.headers["x-amz-content-sha256"],
+                    self.headers["x-amz-content-sha256"], proxied=bool(parts.scheme),
                 )  # fmt: skip
+                target = parts.path + (f"?{parts.query}" if parts.query else "")
                 time.sleep(front.hold(call))
                 if front.refuse(call):
                     payload = b"<Error><Code>ServiceUnavailable</Code></Error>"
@@ -162,7 +167,7 @@ class ApiFront:
                     )
                     names = {"host", "content-length", "transfer-encoding", "connection"}
                     headers_out = {k: v for k, v in self.headers.items() if k.lower() not in names}
-                    upstream.request(self.command, self.path, body=body, headers=headers_out)
+                    upstream.request(self.command, target, body=body, headers=headers_out)
                     answer = upstream.getresponse()
                     payload = answer.read()
                     status = answer.status
@@ -198,9 +203,98 @@ class ApiFront:
         return Handler
 
 
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 serving each connection in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(
+                target=self._serve, args=(client, self.connections), daemon=True
+            ).start()
+
+    def _serve(self, client: socket.socket, number: int) -> None:
+        """Serves the ``number``-th connection (from 1)."""
+        raise NotImplementedError
+
+
+class TunnelProxy(LoopbackServer):
+    """An HTTP proxy on loopback that resolves every name to 127.0.0.1, recording what
+    it is asked: a tunnel for ``CONNECT``, and a request in absolute form relayed,
+    with the rest of its connection, to the port it names.
+
+    ``refuse``: the status to answer every request with instead (407, 502...).
+    """
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.refuse = refuse
+        self.asked: list[tuple[str, str, str]] = []  # method, target, Proxy-Authorization
+        self.relayed = 0  # bytes sent on, either way
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def url(self, credentials: str = "") -> str:
+        return f"http://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"
+
+    def _serve(self, client: socket.socket, number: int) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            if not (data := client.recv(65536)):
+                client.close()
+                return
+            head += data
+        head, _, rest = head.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        fields = dict(line.partition(":")[::2] for line in lines[1:])
+        authorization = next(
+            (v.strip() for k, v in fields.items() if k.lower() == "proxy-authorization"), ""
+        )
+        with self._lock:
+            self.asked.append((method, target, authorization))
+        if self.refuse:
+            client.sendall(f"HTTP/1.1 {self.refuse} No\r\ncontent-length: 0\r\n\r\n".encode())
+            client.close()
+            return
+        if method == "CONNECT":
+            upstream = socket.create_connection(("127.0.0.1", int(target.rpartition(":")[2])))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            upstream = socket.create_connection(("127.0.0.1", urlsplit(target).port or 80))
+            upstream.sendall(head + b"\r\n\r\n")
+        if rest:
+            upstream.sendall(rest)
+        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+        self._pipe(client, upstream)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+                with self._lock:
+                    self.relayed += len(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            sink.close()
+
+
 def loopback_tls(folder: Path) -> tuple[Path, ssl.SSLContext]:
     """A CA of the tests' own (its certificate written in ``folder``, for the client to
-    trust) and a server context with a certificate it signed for 127.0.0.1."""
+    trust) and a server context with a certificate it signed for 127.0.0.1 and
+    ``PROXIED_HOST``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -220,8 +314,8 @@ def loopback_tls(folder: Path) -> tuple[Path, ssl.SSLContext]:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if not ca:
-            address = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
-            builder = builder.add_extension(x509.SubjectAlternativeName([address]), critical=False)
+            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName(PROXIED_HOST)]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return builder.sign(signer, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())

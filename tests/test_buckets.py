@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import shutil
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests import images
-from tests.cloud import AZURITE_KEY
+from tests.cloud import AZURITE_KEY, PROXIED_HOST, ApiFront, TunnelProxy, loopback_tls
 from tests.conftest import PROJECT_ROOT, SECRET, sha256, start_crawl, wait_until
 from tests.imageserver import Route
 
@@ -187,6 +188,141 @@ def test_s3_bodies_are_signed_with_their_sha256_over_https_and_http(
     assert f"AWS_VERIFY={missing}: cannot read it (No such file or directory)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not server.requests
+
+
+@pytest.fixture
+def proxy():
+    """An HTTP proxy on loopback, the only place ``PROXIED_HOST`` resolves."""
+    started = TunnelProxy()
+    yield started
+    started.stop()
+
+
+def proxied_posts(server, write_posts) -> tuple[Any, list[bytes]]:
+    """Three images and a copy of the first (a server-side copy), served directly."""
+    bodies = [images.jpeg(seed=70 + n) for n in range(3)]
+    urls = [server.add(f"/{n}.jpg", body) for n, body in enumerate(bodies)]
+    return write_posts({"p": [*urls, server.add("/again.jpg", bodies[0])]}), bodies
+
+
+def test_s3_goes_through_the_environments_proxy_over_http_and_https(
+    server, crawl, write_posts, s3_bucket, moto_https, proxy
+):
+    """Behind a proxy (``http_proxy``, ``https_proxy``, ``no_proxy``, as Scrapy reads
+    them), every call of a bucket store goes through it: the crawl's own uploads
+    and copies as the client library's probe, feeds and index. The endpoint's name
+    resolves at the proxy only, so a call that went around it would fail. Over
+    HTTPS the CAs to trust come from ``AWS_CA_BUNDLE``, as botocore's do."""
+    posts, bodies = proxied_posts(server, write_posts)
+    settings = [s for s in s3_bucket.settings if not s.startswith("AWS_ENDPOINT_URL=")]
+    env = {**s3_bucket.env, "http_proxy": proxy.url(f"someone:{SECRET}"), "no_proxy": "127.0.0.1"}
+    endpoint = f"http://{PROXIED_HOST}:{s3_bucket.front.port}"
+    before = len(s3_bucket.calls())  # the bucket's creation
+
+    result = crawl(posts, *settings, f"AWS_ENDPOINT_URL={endpoint}", env=env, target=s3_bucket.uri)
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    objects = s3_bucket.objects()
+    manifest = check_manifest_of_proxied(objects, bodies)
+    assert statuses(manifest) == ["downloaded"] * 3 + ["duplicate"]
+    calls = s3_bucket.calls()[before:]
+    assert len([c for c in calls if c.is_upload and c.key.endswith(".jpg")]) == 3
+    assert len([c for c in calls if c.is_copy]) == 1
+    assert [c for c in calls if c.key.endswith(".gz")]  # the index's mirror
+    assert all(c.proxied for c in calls), [c for c in calls if not c.proxied]
+    assert {auth for _, _, auth in proxy.asked} == {
+        "Basic " + base64.b64encode(f"someone:{SECRET}".encode()).decode()
+    }
+    assert sorted(r.path for r in server.requests) == ["/0.jpg", "/1.jpg", "/2.jpg", "/again.jpg"]
+    no_secret_anywhere(result, objects)
+
+    # A proxy the store cannot speak to is one line, before any download.
+    server.reset_counters()
+    socks = {**env, "http_proxy": f"socks5://someone:{SECRET}@127.0.0.1:1080"}
+    result = crawl(posts, *settings, f"AWS_ENDPOINT_URL={endpoint}", env=socks,
+                   target=f"s3://{s3_bucket.name}/socks/")  # fmt: skip
+    assert result.returncode == EXIT_STOPPED
+    assert "the http proxy 127.0.0.1: only http:// proxies are supported" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stderr
+    assert not server.requests
+
+    # HTTPS: through the proxy's tunnels, trusting the CA that AWS_CA_BUNDLE names.
+    https, ca = moto_https
+    env = {**env, "https_proxy": proxy.url(), "AWS_CA_BUNDLE": str(ca)}
+    endpoint = f"https://{PROXIED_HOST}:{https.port}"
+    asked = len(proxy.asked)
+    tls = f"s3://{s3_bucket.name}/tls/"
+
+    result = crawl(posts, *settings, f"AWS_ENDPOINT_URL={endpoint}", env=env, target=tls)
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    tunnels = {target for method, target, _ in proxy.asked[asked:] if method == "CONNECT"}
+    assert tunnels == {f"{PROXIED_HOST}:{https.port}"}
+    uploads = [c for c in https.calls_to(s3_bucket.name) if c.key.startswith("tls/")]
+    stored = [c for c in uploads if c.is_upload and c.key.endswith(".jpg")]
+    assert sorted(c.payload_hash for c in stored) == sorted(map(sha256, bodies))
+    assert len([c for c in uploads if c.is_copy]) == 1
+    client, name = s3_bucket.client, s3_bucket.name
+    manifest = jsonl(client.get_object(Bucket=name, Key="tls/manifest.jsonl")["Body"].read())
+    for image in manifest[0]["images"]:
+        body = client.get_object(Bucket=name, Key=f"tls/{image['path']}")["Body"].read()
+        assert sha256(body) == image["sha256"]
+
+
+def check_manifest_of_proxied(objects: dict[str, bytes], bodies: list[bytes]) -> dict[str, Any]:
+    [post] = jsonl(objects["manifest.jsonl"])
+    expected = [*map(sha256, bodies), sha256(bodies[0])]
+    assert [image["sha256"] for image in post["images"]] == expected
+    for image in post["images"]:
+        assert sha256(objects[image["path"]]) == image["sha256"]
+    return {post["id"]: post}
+
+
+def test_gcs_goes_through_the_environments_proxy(server, crawl, write_posts, gcs_bucket, proxy):
+    posts, bodies = proxied_posts(server, write_posts)
+    emulator = gcs_bucket.emulator
+    env = {
+        **gcs_bucket.env,
+        "STORAGE_EMULATOR_HOST": f"http://{PROXIED_HOST}:{emulator.front.port}",
+        "http_proxy": proxy.url(),
+        "no_proxy": "127.0.0.1",
+    }
+    before = len(emulator.front.calls)
+
+    result = crawl(posts, *gcs_bucket.settings, env=env, target=gcs_bucket.uri)
+
+    assert result.returncode == EXIT_OK, result.stderr[-3000:]
+    calls = [c for c in emulator.front.calls[before:] if f"/b/{gcs_bucket.name}/" in c.path + "/"]
+    manifest = check_manifest_of_proxied(gcs_bucket.objects(), bodies)
+    assert statuses(manifest) == ["downloaded"] * 3 + ["duplicate"]
+    assert len([n for n in emulator.uploaded(gcs_bucket.name) if n.endswith(".jpg")]) == 3
+    assert len(emulator.rewrites(gcs_bucket.name)) == 1
+    assert calls
+    assert all(c.proxied for c in calls), [c for c in calls if not c.proxied]
+
+
+def test_gcs_over_https_trusts_the_cas_that_requests_is_told_of(
+    server, crawl, write_posts, gcs_bucket, tmp_path
+):
+    """google-cloud-storage trusts the CAs ``REQUESTS_CA_BUNDLE`` names, and so do
+    the crawl's own uploads and copies: a private CA (a proxy that inspects TLS,
+    an emulator) serves them all."""
+    posts, bodies = proxied_posts(server, write_posts)
+    ca, context = loopback_tls(tmp_path)
+    front = ApiFront(gcs_bucket.emulator.front.backend_port, tls=context)
+    env = {**gcs_bucket.env, "STORAGE_EMULATOR_HOST": front.endpoint, "REQUESTS_CA_BUNDLE": str(ca)}
+    try:
+        result = crawl(posts, *gcs_bucket.settings, env=env, target=gcs_bucket.uri)
+
+        assert result.returncode == EXIT_OK, result.stderr[-3000:]
+        calls = [c for c in front.calls if f"/b/{gcs_bucket.name}/" in c.path + "/"]
+        assert len([c for c in calls if c.path.startswith("/upload/")]) >= 3
+        assert len([c for c in calls if "/rewriteTo/" in c.path]) == 1
+        manifest = check_manifest_of_proxied(gcs_bucket.objects(), bodies)
+        assert statuses(manifest) == ["downloaded"] * 3 + ["duplicate"]
+    finally:
+        front.stop()
 
 
 def test_s3_new_state_without_segments_adopts_objects_from_their_metadata(

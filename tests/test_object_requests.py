@@ -1,16 +1,19 @@
 """The requests a bucket crawl makes on its loop: their HTTP against a loopback
-server that misbehaves on cue, and their S3 signatures against botocore's."""
+server that misbehaves on cue, through a proxy too, and their S3 signatures
+against botocore's."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from botocore.auth import S3SigV4Auth
@@ -19,7 +22,7 @@ from botocore.credentials import Credentials
 
 from igimages.store.loophttp import ConnectionFailed, LoopHTTP
 from igimages.store.sigv4 import SigV4, object_path
-from tests.cloud import free_port
+from tests.cloud import PROXIED_HOST, LoopbackServer, TunnelProxy, free_port, loopback_tls
 
 
 @dataclass
@@ -31,36 +34,29 @@ class Seen:
     body: bytes
 
 
-@dataclass
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """HTTP/1.1 on loopback whose n-th answer (from 0) is ``answer(n)``: the raw bytes
     to send, and whether to close the connection after them (None: never answer)."""
 
-    answer: Callable[[int], tuple[bytes | None, bool]]
-    seen: list[Seen] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+    def __init__(
+        self, answer: Callable[[int], tuple[bytes | None, bool]], tls: ssl.SSLContext | None
+    ) -> None:
+        self.answer = answer
+        self.tls = tls
+        self.seen: list[Seen] = []
+        super().__init__()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(
-                target=self._serve, args=(client, self.connections), daemon=True
-            ).start()
-
     def _serve(self, client: socket.socket, number: int) -> None:
+        if self.tls is not None:
+            try:
+                client = self.tls.wrap_socket(client, server_side=True)
+            except ssl.SSLError:  # the client refused the certificate
+                client.close()
+                return
         stream = client.makefile("rb")
         with client:
             while line := stream.readline():
@@ -78,9 +74,6 @@ class ScriptedServer:
                 client.sendall(payload)
                 if close:
                     return
-
-    def stop(self) -> None:
-        self.listener.close()
 
 
 def answer(status: int, body: bytes = b"{}", *extra: str) -> bytes:
@@ -108,13 +101,32 @@ async def _no_headers() -> dict[str, str]:
 def scripted():
     servers: list[ScriptedServer] = []
 
-    def start(answer: Callable[[int], tuple[bytes | None, bool]]) -> ScriptedServer:
-        servers.append(ScriptedServer(answer))
+    def start(
+        answer: Callable[[int], tuple[bytes | None, bool]], tls: ssl.SSLContext | None = None
+    ) -> ScriptedServer:
+        servers.append(ScriptedServer(answer, tls))
         return servers[-1]
 
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def proxies(monkeypatch):
+    """Starts ``TunnelProxy`` servers; the environment names no proxy but the test's."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    started: list[TunnelProxy] = []
+
+    def start(refuse: int = 0) -> TunnelProxy:
+        started.append(TunnelProxy(refuse))
+        return started[-1]
+
+    yield start
+    for proxy in started:
+        proxy.stop()
 
 
 def test_requests_share_one_kept_connection_and_carry_their_bodies(scripted):
@@ -195,6 +207,84 @@ def test_no_answer_and_no_server_fail_after_their_attempts(scripted):
     with pytest.raises(ConnectionFailed, match="a broken answer"):
         send(LoopHTTP(garbled.url, attempts=2, backoff=0.01), ("/a", b"a"))
     assert len(garbled.seen) == 2
+
+
+def basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+def test_an_http_endpoint_is_asked_of_the_environments_proxy_unless_no_proxy_names_it(
+    scripted, proxies, monkeypatch
+):
+    server = scripted(lambda n: (answer(200, f"answer {n}".encode()), False))
+    proxy = proxies()
+    monkeypatch.setenv("http_proxy", proxy.url("someone:p%40ss%3Aword"))
+    endpoint = f"http://{PROXIED_HOST}:{server.port}"  # resolves at the proxy only
+
+    answers = send(LoopHTTP(endpoint, attempts=1), ("/b/k", b"1"), ("/b/l%20m", b"2"))
+
+    assert [(a.status, a.body) for a in answers] == [(200, b"answer 0"), (200, b"answer 1")]
+    assert [s.target for s in server.seen] == [f"{endpoint}/b/k", f"{endpoint}/b/l%20m"]
+    assert [s.body for s in server.seen] == [b"1", b"2"]
+    assert {s.connection for s in server.seen} == {1}  # the proxy's connection, kept
+    assert server.seen[0].headers["host"] == f"{PROXIED_HOST}:{server.port}"
+    assert server.seen[0].headers["proxy-authorization"] == basic("someone:p@ss:word")
+    assert [(method, auth) for method, _, auth in proxy.asked] == [
+        ("PUT", basic("someone:p@ss:word"))
+    ]
+
+    # no_proxy names the endpoint: it is asked directly, in origin form.
+    monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
+    [direct] = send(LoopHTTP(server.url, attempts=1), ("/b/n", b"3"))
+    assert (direct.status, server.seen[-1].target) == (200, "/b/n")
+    assert "proxy-authorization" not in server.seen[-1].headers
+    assert len(proxy.asked) == 1
+
+
+def test_an_https_endpoint_is_reached_through_the_proxys_tunnel(
+    scripted, proxies, monkeypatch, tmp_path
+):
+    ca, server_tls = loopback_tls(tmp_path)
+    server = scripted(lambda n: (answer(200, f"answer {n}".encode()), False), tls=server_tls)
+    proxy = proxies()
+    monkeypatch.setenv("https_proxy", proxy.url("someone:secret"))
+    endpoint = f"https://{PROXIED_HOST}:{server.port}"
+    trusted = ssl.create_default_context(cafile=ca)
+
+    answers = send(LoopHTTP(endpoint, trusted, attempts=1), ("/b/k", b"1"), ("/b/l", b"2"))
+
+    assert [(a.status, a.body) for a in answers] == [(200, b"answer 0"), (200, b"answer 1")]
+    assert proxy.asked == [("CONNECT", f"{PROXIED_HOST}:{server.port}", basic("someone:secret"))]
+    assert [s.target for s in server.seen] == ["/b/k", "/b/l"]  # origin form, inside TLS
+    assert {s.connection for s in server.seen} == {1}  # one tunnel, kept
+    assert "proxy-authorization" not in server.seen[0].headers  # the proxy's, not the server's
+    assert proxy.relayed > 0
+
+    # The tunnel's far end must still prove it is the endpoint.
+    with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        send(LoopHTTP(endpoint, ssl.create_default_context(), attempts=1), ("/b/m", b"3"))
+    assert len(server.seen) == 2
+
+
+def test_a_proxy_that_refuses_or_is_not_http_fails_in_one_line(proxies, monkeypatch):
+    refusing = proxies(refuse=407)
+    monkeypatch.setenv("https_proxy", refusing.url())
+    endpoint = f"https://{PROXIED_HOST}:443"
+
+    refused = r"through the proxy 127\.0\.0\.1:\d+ \(it refused the tunnel: 407\)"
+    with pytest.raises(ConnectionFailed, match=refused):
+        send(LoopHTTP(endpoint, attempts=2, backoff=0.01), ("/b/k", b"1"))
+    assert [method for method, _, _ in refusing.asked] == ["CONNECT", "CONNECT"]
+
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ConnectionFailed, match=r"Could not connect through the proxy 127\.0\.0\.1"):
+        send(LoopHTTP(endpoint, attempts=1), ("/b/k", b"1"))
+
+    monkeypatch.setenv("https_proxy", "socks5://someone:secret@127.0.0.1:1080")
+    only_http = r"^the https proxy 127\.0\.0\.1: only http:// proxies are supported$"
+    with pytest.raises(ValueError, match=only_http) as error:
+        LoopHTTP(endpoint)
+    assert "secret" not in str(error.value)
 
 
 @pytest.mark.parametrize("token", [None, "a-session-token"])

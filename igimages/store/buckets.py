@@ -245,7 +245,8 @@ class S3Store(BucketStore):
     Credentials: Scrapy's ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
     ``AWS_SESSION_TOKEN``, else wherever botocore finds them (the environment,
     an AWS profile, a web identity, an instance or container role).
-    ``AWS_VERIFY``: False, or the file of a CA to trust, as botocore's.
+    ``AWS_VERIFY``: False, or the file of the CAs to trust, as botocore's; unset,
+    botocore's ``ca_bundle`` (``AWS_CA_BUNDLE``, or a profile's).
     """
 
     @classmethod
@@ -261,17 +262,17 @@ class S3Store(BucketStore):
         config: dict[str, Any] = {"region": region}
         if endpoint:
             config.update(endpoint=endpoint, virtual_hosted_style_request=False)
-        verify = settings.get("AWS_VERIFY")
+        trusted = _trusted_by_aws(settings, session)
         headers = {"x-amz-acl": acl} if (acl := settings.get("FILES_STORE_S3_ACL")) else {}
         client = Client(
             uri.bucket,
             config=config,
-            client_options=_client_options(endpoint, verify, headers),
+            client_options=_client_options(endpoint, trusted, headers),
             retry_config=_retries(settings),
             credential_provider=Boto3CredentialProvider(session),
         )
         service = endpoint or f"https://s3.{region}.amazonaws.com"
-        http = LoopHTTP(service, _tls(verify), attempts=_attempts(settings))
+        http = LoopHTTP(service, _tls(trusted), attempts=_attempts(settings))
         signer = SigV4(session.get_credentials(), region)
         return S3Bucket(client, uri.identity, http, signer, uri.bucket, service, headers)
 
@@ -324,7 +325,7 @@ class GCSStore(BucketStore):
         bucket = storage.Client(project=settings.get("GCS_PROJECT_ID")).bucket(uri.bucket)
         threads = max(1, settings.getint("IGIMAGES_STORE_UPLOADS"))
         policy = settings.get("FILES_STORE_GCS_ACL") or None
-        return GCSBucket(bucket, uri.identity, threads, policy)
+        return GCSBucket(bucket, uri.identity, threads, policy, _tls(_trusted_by_requests()))
 
     @classmethod
     def endpoint_of(cls, settings: BaseSettings) -> str:
@@ -345,10 +346,12 @@ def _endpoint(settings: BaseSettings, name: str) -> str:
     return endpoint
 
 
-def _client_options(endpoint: str, verify: Any, headers: dict[str, str]) -> dict[str, Any]:
-    """HTTP for an ``http://`` endpoint; ``verify`` as botocore's: False, or a CA bundle's path."""
+def _client_options(
+    endpoint: str, trusted: str | bool | None, headers: dict[str, str]
+) -> dict[str, Any]:
+    """HTTP for an ``http://`` endpoint; the certificates ``trusted`` (``_trusted_by_aws``)."""
     options: dict[str, Any] = {"allow_http": endpoint.startswith("http://")}
-    if (trusted := _trusted(verify)) is False:
+    if trusted is False:
         options["allow_invalid_certificates"] = True
     elif trusted:
         options["root_certificate"] = trusted
@@ -366,8 +369,9 @@ def _retries(settings: BaseSettings) -> dict[str, Any]:
     return {"max_retries": max(0, _attempts(settings) - 1), "retry_timeout": timedelta(seconds=60)}
 
 
-def _tls(verify: Any) -> ssl.SSLContext:
-    trusted = _trusted(verify)
+def _tls(trusted: str | bool | None) -> ssl.SSLContext:
+    """A client's TLS: ``trusted`` the PEM text of the CAs, False for any certificate,
+    None for the system's CAs."""
     context = ssl.create_default_context(cadata=trusted or None)
     if trusted is False:
         context.check_hostname = False
@@ -375,18 +379,35 @@ def _tls(verify: Any) -> ssl.SSLContext:
     return context
 
 
-def _trusted(verify: Any) -> str | bool | None:
-    """``AWS_VERIFY`` as botocore reads it: False (any certificate), the text of the CA
-    file it names, or None (the system's CAs)."""
+def _trusted_by_aws(settings: BaseSettings, session: Any) -> str | bool | None:
+    """The certificates S3 may show, as botocore decides: ``AWS_VERIFY`` False (any),
+    or the CA file it names, or else its ``ca_bundle`` (``AWS_CA_BUNDLE``, a profile's);
+    None: the system's CAs. Read once, for both of the store's clients."""
+    verify = settings.get("AWS_VERIFY")
     if str(verify).lower() in ("false", "0"):
         return False
-    if not isinstance(verify, str) or verify.lower() in ("", "true", "1"):
-        return None
+    if isinstance(verify, str) and verify.lower() not in ("", "true", "1"):
+        return _ca_text("AWS_VERIFY", verify)
+    if verify in (None, "") and (bundle := session.get_config_variable("ca_bundle")):
+        return _ca_text("AWS_CA_BUNDLE", bundle)
+    return None
+
+
+def _trusted_by_requests() -> str | None:
+    """The CAs google-cloud-storage trusts, as ``requests`` reads them from the
+    environment (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``); None: the system's."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if path := os.environ.get(name):
+            return _ca_text(name, path)
+    return None
+
+
+def _ca_text(name: str, path: str) -> str:
     try:
-        return Path(verify).expanduser().read_text()
+        return Path(path).expanduser().read_text()
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
-        raise StoreError(f"AWS_VERIFY={verify}: cannot read it ({reason})") from None
+        raise StoreError(f"{name}={path}: cannot read it ({reason})") from None
 
 
 def _aws_session(settings: BaseSettings) -> Any:

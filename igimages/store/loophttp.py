@@ -14,15 +14,23 @@ client. A request is tried again, with a growing pause, while the answer may
 change (no answer, 408, 429, 5xx); one that fails on a kept connection before
 any answer is sent again at once on a new one, as the server may have closed
 it while idle. Each try has ``timeout`` seconds.
+
+The proxy is the environment's (``http_proxy``, ``https_proxy``, ``no_proxy``),
+read as Scrapy's ``HttpProxyMiddleware`` reads it for the images, and as the
+service's own client reads it for the rest of the store's calls: an
+``http://`` endpoint is asked of the proxy, an ``https://`` one through a
+tunnel (``CONNECT``) that the proxy opens to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -38,6 +46,32 @@ class Answer:
 
 class ConnectionFailed(OSError):
     """No answer: the connection could not be made, broke or timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` it wants."""
+
+    host: str
+    port: int
+    authorization: str
+
+    @classmethod
+    def for_url(cls, url: SplitResult) -> Proxy | None:
+        """The environment's proxy for ``url``, None if there is none or ``no_proxy``
+        names its host; ValueError for a proxy that is not ``http://``."""
+        given = getproxies().get(url.scheme)
+        if not given or proxy_bypass(url.hostname or ""):
+            return None
+        parts = urlsplit(given if "://" in given else f"http://{given}")
+        if parts.scheme != "http" or not parts.hostname:
+            where = parts.hostname or "it"
+            raise ValueError(f"the {url.scheme} proxy {where}: only http:// proxies are supported")
+        authorization = ""
+        if parts.username is not None:
+            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            authorization = "Basic " + base64.b64encode(secret.encode()).decode()
+        return cls(parts.hostname, parts.port or 80, authorization)
 
 
 class LoopHTTP:
@@ -57,6 +91,9 @@ class LoopHTTP:
         self.port = parts.port or (443 if self.https else 80)
         self.authority = parts.netloc.rpartition("@")[2]
         self.tls = (tls or ssl.create_default_context()) if self.https else None
+        self.proxy = Proxy.for_url(parts)
+        # Through a proxy, a plain request names its origin; a tunnelled one does not.
+        self._origin = f"http://{self.authority}" if self.proxy and not self.https else ""
         self.attempts = max(1, attempts)
         self.timeout = timeout
         self.backoff = backoff
@@ -83,8 +120,10 @@ class LoopHTTP:
 
     async def _once(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> Answer:
         fields = {"host": self.authority, **headers, "content-length": str(len(body))}
+        if self._origin and self.proxy and self.proxy.authorization:
+            fields["proxy-authorization"] = self.proxy.authorization
         lines = [
-            f"{method} {target} HTTP/1.1",
+            f"{method} {self._origin}{target} HTTP/1.1",
             *(f"{name}: {value}" for name, value in fields.items()),
         ]
         text = "\r\n".join(lines) + "\r\n\r\n"
@@ -120,14 +159,43 @@ class LoopHTTP:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        proxy = self.proxy
         try:
             async with asyncio.timeout(self.timeout):
-                _, connection = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=self.tls
-                )
+                if proxy is None:
+                    _, connection = await loop.create_connection(
+                        _Connection, self.host, self.port, ssl=self.tls
+                    )
+                    return connection
+                _, connection = await loop.create_connection(_Connection, proxy.host, proxy.port)
+                if self.https:
+                    await self._tunnel(connection, proxy)
+                return connection
         except (OSError, TimeoutError) as exc:
-            raise ConnectionFailed(f"Could not connect to the endpoint ({exc})") from None
-        return connection
+            where = f"through the proxy {proxy.host}:{proxy.port}" if proxy else "to the endpoint"
+            raise ConnectionFailed(f"Could not connect {where} ({exc or 'timed out'})") from None
+
+    async def _tunnel(self, connection: _Connection, proxy: Proxy) -> None:
+        """Asks ``proxy`` for a tunnel to the endpoint, then speaks TLS through it."""
+        authority = f"[{self.host}]" if ":" in self.host else self.host
+        authority += f":{self.port}"
+        head = f"CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n"
+        if proxy.authorization:
+            head += f"proxy-authorization: {proxy.authorization}\r\n"
+        connection.tunnelling = True
+        try:
+            answer = await connection.exchange(f"{head}\r\n".encode(), b"")
+            if not 200 <= answer.status < 300:
+                raise ConnectionFailed(f"it refused the tunnel: {answer.status}")
+            assert connection.transport is not None
+            connection.transport = await asyncio.get_running_loop().start_tls(
+                connection.transport, connection, self.tls, server_hostname=self.host
+            )  # type: ignore[assignment]
+        except BaseException:
+            connection.close()
+            raise
+        connection.tunnelling = connection.reused = False
+        connection.keep_alive = True
 
 
 class _Unanswered(ConnectionFailed):
@@ -152,6 +220,7 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.heard = False
         self.keep_alive = True
+        self.tunnelling = False  # a CONNECT's answer: a 2xx has no body
         self._buffer = bytearray()
         self._status = 0
         self._framing: int | str | None = None  # bytes to come, "chunked", "close"; None: the head
@@ -242,7 +311,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = "close" not in connection and (
             version == "HTTP/1.1" or "keep-alive" in connection
         )
-        if status in (204, 304):
+        if status in (204, 304) or (self.tunnelling and 200 <= status < 300):
             self._framing = 0
         elif "chunked" in fields.get("transfer-encoding", ""):
             self._framing = "chunked"

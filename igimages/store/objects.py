@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import json
 import re
+import ssl
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -193,13 +194,15 @@ class GCSBucket:
     google-cloud-storage.
     """
 
-    def __init__(self, bucket: Any, uri: str, threads: int, policy: str | None) -> None:
+    def __init__(
+        self, bucket: Any, uri: str, threads: int, policy: str | None, tls: ssl.SSLContext
+    ) -> None:
         self.bucket = bucket
         self.uri = uri
         self.policy = policy
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="igimages-gcs")
         base_url = bucket.client._connection.API_BASE_URL
-        self.http = LoopHTTP(base_url, attempts=GCS_ATTEMPTS)
+        self.http = LoopHTTP(base_url, tls, attempts=GCS_ATTEMPTS)
         base_path = urlsplit(base_url).path.rstrip("/")
         self._api = f"{base_path}/storage/v1/b/{quote(bucket.name, safe='')}/o"
         self._upload = f"{base_path}/upload/storage/v1/b/{quote(bucket.name, safe='')}/o"
