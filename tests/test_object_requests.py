@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+import requests
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -461,3 +462,17 @@ def test_s3_uploads_and_copies_carry_the_acl_metadata_and_hash_and_a_copy_refuse
     assert (copy.target, copy.body) == ("/b/q/0_k.jpg", b"")
     assert copy.headers["x-amz-copy-source"] == "/b/p/0_k.jpg"
     assert {s.headers["x-amz-acl"] for s in server.seen} == {"public-read"}
+
+
+def test_a_gcs_call_retried_in_vain_says_what_its_last_try_met():
+    """google-cloud-storage gives up with "Timeout of 120.0s exceeded"; the line says
+    why (here a certificate that no trusted CA signed)."""
+    from google.api_core.exceptions import RetryError, ServiceUnavailable
+
+    from igimages.store.objects import _gcs_message
+
+    refused = requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify")
+    message = _gcs_message(RetryError("Timeout of 120.0s exceeded", cause=refused))
+    assert message == "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify"
+    unavailable = ServiceUnavailable("slow down")
+    assert _gcs_message(RetryError("Timeout", cause=unavailable)) == "503 slow down"

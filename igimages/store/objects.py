@@ -363,6 +363,8 @@ def _gcs_reason(answer: bytes) -> str:
 
 
 def _gcs_message(exc: BaseException) -> str:
+    if (cause := getattr(exc, "cause", None)) is not None:  # retried in vain: the last try's
+        return _gcs_message(cause)
     code = getattr(exc, "code", None)
     if str(code) in STATUS_MEANINGS and str(code) != "301":
         return f"{code} {STATUS_MEANINGS[str(code)]}"
