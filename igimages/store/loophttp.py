@@ -92,8 +92,14 @@ class LoopHTTP:
         self.authority = parts.netloc.rpartition("@")[2]
         self.tls = (tls or ssl.create_default_context()) if self.https else None
         self.proxy = Proxy.for_url(parts)
-        # Through a proxy, a plain request names its origin; a tunnelled one does not.
-        self._origin = f"http://{self.authority}" if self.proxy and not self.https else ""
+        # Through a proxy, a plain request names its origin and carries the proxy's
+        # credentials; a tunnelled one does neither (the tunnel's CONNECT did).
+        self._origin = ""
+        self._proxy_fields: dict[str, str] = {}
+        if self.proxy and not self.https:
+            self._origin = f"http://{self.authority}"
+            if self.proxy.authorization:
+                self._proxy_fields = {"proxy-authorization": self.proxy.authorization}
         self.attempts = max(1, attempts)
         self.timeout = timeout
         self.backoff = backoff
@@ -119,9 +125,8 @@ class LoopHTTP:
             connection.close()
 
     async def _once(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> Answer:
-        fields = {"host": self.authority, **headers, "content-length": str(len(body))}
-        if self._origin and self.proxy and self.proxy.authorization:
-            fields["proxy-authorization"] = self.proxy.authorization
+        fields = {"host": self.authority, **headers, **self._proxy_fields}
+        fields["content-length"] = str(len(body))
         lines = [
             f"{method} {self._origin}{target} HTTP/1.1",
             *(f"{name}: {value}" for name, value in fields.items()),
