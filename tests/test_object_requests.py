@@ -464,6 +464,37 @@ def test_s3_uploads_and_copies_carry_the_acl_metadata_and_hash_and_a_copy_refuse
     assert {s.headers["x-amz-acl"] for s in server.seen} == {"public-read"}
 
 
+def test_s3_requests_keep_the_endpoints_path_and_sign_for_the_region_botocore_finds(
+    scripted, monkeypatch
+):
+    """An endpoint under a path (a gateway that serves S3 at /s3/) keeps it, and
+    without AWS_REGION_NAME the region is botocore's (here AWS_DEFAULT_REGION)."""
+    from scrapy.settings import Settings
+
+    from igimages.store import StoreUri
+    from igimages.store.buckets import S3Store
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-north-1")
+    server = scripted(lambda n: (answer(200, b""), False))
+    settings = Settings({
+        "AWS_ENDPOINT_URL": f"{server.url}/s3/", "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+    })  # fmt: skip
+    bucket = S3Store.connect(StoreUri.parse("s3://b/"), settings)
+
+    async def store() -> None:
+        try:
+            await bucket.put_async("p/0 k.jpg", b"x", {}, "image/jpeg")
+        finally:
+            await bucket.disconnect()
+
+    asyncio.run(store())
+
+    [upload] = server.seen
+    assert upload.target == "/s3/b/p/0%20k.jpg"
+    assert "/eu-north-1/s3/aws4_request" in upload.headers["authorization"]
+
+
 def test_a_gcs_call_retried_in_vain_says_what_its_last_try_met():
     """google-cloud-storage gives up with "Timeout of 120.0s exceeded"; the line says
     why (here a certificate that no trusted CA signed)."""
