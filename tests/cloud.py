@@ -6,6 +6,8 @@ are both PUTs, the copy carries ``x-amz-copy-source`` or, on Azure,
 ``x-ms-copy-source``; a GCS upload names its object in its body), and it can
 refuse requests, as a bucket that stops accepting writes mid-crawl does. With
 a TLS context it serves HTTPS, as S3 does, in front of a plain-HTTP server.
+``TunnelProxy`` is an HTTP proxy between the crawl and a store, the only
+place where ``PROXIED_HOST`` resolves.
 """
 
 from __future__ import annotations
