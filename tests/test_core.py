@@ -288,6 +288,36 @@ def test_a_claim_on_bytes_being_saved_waits_and_takes_over_if_they_are_abandoned
     assert placed == second  # the next one is placed from what was stored
 
 
+def test_the_perceptual_hash_runs_on_the_keepers_own_threads_off_the_loop(tmp_path):
+    """A decode must not hold the crawl's loop, nor crowd asyncio's shared pool."""
+    import threading
+
+    from igimages.store.keeper import ImageKeeper, Place
+    from igimages.validation import inspect_image
+
+    store = FolderStore(StoreUri.parse(str(tmp_path)))
+    threads: list[str] = []
+
+    def image_hash(body: bytes) -> str:
+        threads.append(threading.current_thread().name)
+        return "0123456789abcdef"
+
+    keeper = ImageKeeper(store, LocalCatalog(store.index), image_hash)
+    body = images.jpeg(seed=41)
+
+    async def keep() -> dict[str, Any]:
+        try:
+            return await keeper.keep(Place("p", 1, "k"), body, inspect_image(body), "http://x/")
+        finally:
+            await keeper.close()
+
+    kept = asyncio.run(keep())
+
+    assert [name.partition("_")[0] for name in threads] == ["igimages-hash"]
+    assert kept["phash"] == "0123456789abcdef"
+    assert sha256((tmp_path / kept["path"]).read_bytes()) == sha256(body)
+
+
 def test_a_bucket_store_uploads_and_copies_on_the_loop_without_a_reactor(server, s3_bucket):
     # The bucket's calls are awaitables of the running asyncio loop: no
     # reactor, no thread pool is needed to store into it.

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -51,6 +53,9 @@ class ImageKeeper:
         self.catalog = catalog
         # ``IGIMAGES_PERCEPTUAL_HASH``; None: no hash, images are grouped by bytes only.
         self.image_hash = image_hash
+        # A thread per core for the hash's decodes (Pillow lets go of the GIL): asyncio's
+        # shared pool has four more, which crowd the loop's core, and it resolves names.
+        self._hashing = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="igimages-hash")
 
     async def find(self, place: Place, url: str) -> dict[str, Any] | None:
         """The image, if it needs no request: stored there, stored by a killed run
@@ -72,7 +77,9 @@ class ImageKeeper:
             return await self.place(same, place, url)
         try:
             if self.image_hash is not None:  # a decode: off the loop
-                stored = replace(stored, phash=await asyncio.to_thread(self.image_hash, body))
+                loop = asyncio.get_running_loop()
+                phash = await loop.run_in_executor(self._hashing, self.image_hash, body)
+                stored = replace(stored, phash=phash)
             await self.store.save(stored, body)
         except BaseException:
             await self.catalog.abandon(stored)
@@ -115,6 +122,7 @@ class ImageKeeper:
         return stored
 
     async def close(self) -> None:
+        self._hashing.shutdown(wait=False)
         await self.store.close()
 
 
