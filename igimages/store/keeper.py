@@ -54,7 +54,7 @@ class ImageKeeper:
         # ``IGIMAGES_PERCEPTUAL_HASH``; None: no hash, images are grouped by bytes only.
         self.image_hash = image_hash
         # A thread per core for the hash's decodes (Pillow lets go of the GIL): asyncio's
-        # shared pool has four more, which crowd the loop's core, and it resolves names.
+        # shared pool has four threads more, whose decodes crowd the loop's core.
         self._hashing = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="igimages-hash")
 
     async def find(self, place: Place, url: str) -> dict[str, Any] | None:
