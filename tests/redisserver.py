@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -55,6 +59,33 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD)
+
+    @contextmanager
+    def commands(self) -> Iterator[list[tuple[str, list[str]]]]:
+        """Every command Redis runs meanwhile, as ``MONITOR`` shows it: who ran it
+        (``lua`` for a script, else ``tcp``) and the command's words."""
+        seen: list[tuple[str, list[str]]] = []
+        end = f"end-of-watch-{uuid.uuid4().hex}"
+        ended = threading.Event()
+
+        def read(monitor: redis.client.Monitor) -> None:
+            while not ended.is_set():
+                command = monitor.next_command()
+                words = command["command"].split(" ")
+                if words == ["ECHO", end]:
+                    ended.set()
+                else:
+                    seen.append((command["client_type"], words))
+
+        with self.client().monitor() as monitor:
+            reader = threading.Thread(target=read, args=(monitor,), daemon=True)
+            reader.start()
+            try:
+                yield seen
+            finally:
+                self.client().echo(end)  # every command before it has been seen
+                assert ended.wait(10), "MONITOR did not catch up"
+                reader.join(10)
 
     def kill(self) -> None:
         """Gone at once, as a machine that vanishes (its data with it)."""

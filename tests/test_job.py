@@ -106,14 +106,19 @@ def test_workers_share_one_queue_and_store_each_content_once(server, write_posts
         "IGIMAGES_REPORT=True",  # written by the worker that writes the job's feeds
         *job.settings,
     ]
-    workers = [
-        start_worker(store, *settings, posts=posts),  # two machines feed
-        start_worker(store, *settings, posts=posts),  # the same input
-        start_worker(store, *settings),
-    ]
-    results = [finish(worker) for worker in workers]
+    with job.server.commands() as commands:
+        workers = [
+            start_worker(store, *settings, posts=posts),  # two machines feed
+            start_worker(store, *settings, posts=posts),  # the same input
+            start_worker(store, *settings),
+        ]
+        results = [finish(worker) for worker in workers]
     for status, stderr in results:
         assert status == EXIT_OK, stderr
+    # Each image was looked up in the job's index as its post was taken, not after.
+    reads = [(by, words) for by, words in commands if words[1:2] == [job.key("index")]]
+    assert sum(len(words) - 2 for by, words in reads if by == "lua" and words[0] == "HMGET") == 144
+    assert not [words for by, words in reads if by == "tcp" and words[0] in {"HGET", "HMGET"}]
 
     # Queued once, though fed twice; done by more than one worker.
     queued = [int(re.search(r"queued (\d+) new posts", r[1])[1]) for r in results[:2]]
@@ -460,21 +465,16 @@ def test_leases_outlive_a_long_wait_but_not_their_worker(redis_server, job):
     from igimages.job import scripts
 
     client = job.client()
-    k = {name: job.key(name) for name in ("queue", "posts", "leases", "workers")}
+    k = {name: job.key(name) for name in ("queue", "posts", "leases", "workers", "index")}
     for n in range(4):
         client.hset(k["posts"], f"p{n}", json.dumps({"id": f"p{n}", "image_urls": []}))
         client.rpush(k["queue"], f"p{n}")
     take = client.register_script(scripts.TAKE)
     reap = client.register_script(scripts.REAP)
     now = int(time.time() * 1000)
-    assert (
-        len(take([k["queue"], k["posts"], k["leases"], k["workers"]], ["alive", 2, now + 30_000]))
-        == 2
-    )
-    assert (
-        len(take([k["queue"], k["posts"], k["leases"], k["workers"]], ["dying", 2, now + 1_000]))
-        == 2
-    )
+    for worker, deadline in (("alive", now + 30_000), ("dying", now + 1_000)):
+        taken = take(list(k.values()), [worker, 2, deadline])
+        assert len(taken[::2]) == 2  # each post, then its images' lookups
     # Long after the dying worker's last beat, while the live one still beats:
     assert reap([k["workers"], k["leases"], k["queue"]], [now + 5_000]) == 2
     assert sorted(client.lrange(k["queue"], 0, -1)) == [b"p2", b"p3"]
@@ -568,3 +568,95 @@ def test_a_worker_refused_more_of_a_host_asks_again_next_round_not_at_every_requ
         return [after - before for before, after in itertools.pairwise(runs)]
 
     assert asyncio.run(scenario()) == [1, 1, 1]
+
+
+def test_taking_posts_looks_up_their_images_in_the_same_round_trip(
+    redis_server, job, write_posts, tmp_path
+):
+    """The take answers the finds a post's images would make; the catalog asks Redis
+    only for a post queued without its images' keys (by an earlier version)."""
+    import asyncio
+
+    import redis.asyncio
+
+    from igimages.inputs import InputSpec, PostSource
+    from igimages.job.catalog import JobCatalog
+    from igimages.job.feeder import feed
+    from igimages.job.keys import JobKeys
+    from igimages.job.queue import PostQueue
+    from igimages.keys import image_key
+    from igimages.store.index import ImageIndex
+
+    a, b, c = (image_key(f"https://cdn.example/{name}.jpg") for name in "abc")
+    many = [f"https://cdn.example/m{n}.jpg" for n in range(1001)]  # looked up in parts
+    posts = write_posts({"one": [f"https://cdn.example/{n}.jpg" for n in "ab"], "many": many})
+    client = job.client()
+    keys = JobKeys(job.name)
+    feed(client, keys, PostSource(InputSpec.from_args({"posts": str(posts)})))
+    many_keys = [image_key(url) for url in many]
+    entries = {
+        key: f'["elsewhere",0,"{key}","elsewhere/0_{key}.jpg","{sha}",9,1,1,"JPEG"]'.encode()
+        for key, sha in ((b, "ab" * 32), (c, "cd" * 32), (many_keys[-1], "ef" * 32))
+    }
+    client.hset(keys.index, mapping=entries)
+    # A post queued by an earlier version: no keys.
+    payload = {"id": "old", "image_urls": ["https://cdn.example/c.jpg"]}
+    client.hset(keys.posts, "old", json.dumps(payload))
+    client.rpush(keys.queue, "old")
+
+    async def scenario() -> tuple[dict, list]:
+        connection = redis.asyncio.Redis.from_url(job.server.url)
+        taken = await PostQueue(connection, keys, "me", 30).take(10)
+        indexed = {each.post.id: each.indexed for each in taken}
+        client.hdel(keys.index, b)  # gone since: the take's answer is the one used
+        client.hset(keys.index, a, entries[b])  # and since recorded: not asked again
+        index = ImageIndex.open(tmp_path / "index.sqlite3", lambda image: True, "test", "")
+        catalog = JobCatalog(index, connection, keys, "me", pytest.fail, indexed)
+        found = [
+            await catalog.find("one", 0, a),
+            await catalog.find("one", 1, b),
+            await catalog.find("old", 0, c),  # asks Redis
+        ]
+        await connection.aclose()
+        return indexed, found
+
+    indexed, found = asyncio.run(scenario())
+    many_indexed = {**dict.fromkeys(many_keys[:-1]), many_keys[-1]: entries[many_keys[-1]]}
+    assert indexed == {"one": {a: None, b: entries[b]}, "many": many_indexed, "old": {}}
+    paths = [image and image.path for image in found]
+    assert paths == [None, f"elsewhere/0_{b}.jpg", f"elsewhere/0_{c}.jpg"]
+    assert sorted(client.hkeys(keys.leases)) == [b"many", b"old", b"one"]
+
+
+def test_one_acknowledgement_of_many_posts_records_each_once(redis_server, job):
+    import asyncio
+
+    import redis.asyncio
+
+    from igimages.job.keys import JobKeys
+    from igimages.job.queue import Finished, PostQueue, unpack_result
+
+    client = job.client()
+    keys = JobKeys(job.name)
+    ids = [f"p{n}" for n in range(1001)]  # more than one part of the script's calls
+    client.hset(keys.posts, mapping=dict.fromkeys(ids, "{}"))
+    client.hset(keys.leases, mapping=dict.fromkeys(ids, "me"))
+    stored = [{"position": 0, "status": "downloaded", "bytes": 10}]
+    finished = [Finished(id, None, stored) for id in ids]
+    failed = [{"position": 0, "status": "failed", "reason": "http_404"}]
+    finished.append(Finished("p0", None, failed))  # twice in one call: the first counts
+
+    async def acknowledge() -> int:
+        connection = redis.asyncio.Redis.from_url(job.server.url)
+        acked = await PostQueue(connection, keys, "me", 30).ack(finished)
+        await connection.aclose()
+        return acked
+
+    assert asyncio.run(acknowledge()) == 1001
+    assert client.hlen(keys.leases) == client.hlen(keys.posts) == 0
+    assert client.hlen(keys.results) == 1001
+    assert unpack_result(client.hget(keys.results, "p0"))["images"] == stored
+    assert unpack_result(client.hget(keys.results, "p1000"))["images"] == stored
+    counts = {k.decode(): int(v) for k, v in client.hgetall(keys.counts).items()}
+    assert counts == {"posts/done": 1001, "images/downloaded": 1001, "bytes": 10_010}
+    assert not client.smembers(keys.failed)

@@ -10,10 +10,11 @@ claimer to record them, then links or copies them; the claim of a worker
 that stopped beating is taken over. Where a post's own images are, the
 store's index and the post's results tell: Redis keeps nothing by post.
 
-The pipeline asks about every image of a post at once, and images finish
-one after another: what is asked together, or claimed or recorded within a
-few milliseconds, goes to Redis as one call (``_Batch``); finding and
-recording are plain commands, and only a claim, which decides, runs a script.
+Finding costs no call of its own: taking a post looked its images up
+(``PostQueue.take``), and the worker keeps the answers while the post is in
+the crawl. Images finish one after another: what is claimed or recorded
+within a few milliseconds goes to Redis as one call (``_Batch``); recording
+is a plain command, and only a claim, which decides, runs a script.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ class JobCatalog(LocalCatalog):
         keys: JobKeys,
         worker: str,
         lost: Callable[[BaseException], None],
+        indexed: dict[str, dict[str, bytes | None]],
     ) -> None:
         super().__init__(index)
+        self.indexed = indexed  # by post folder: the job's index for its images, when taken
         self.client = client
         self.keys = keys
         self.worker = worker
@@ -93,9 +96,6 @@ class JobCatalog(LocalCatalog):
         claim = client.register_script(scripts.CLAIM)
         self._unclaim = client.register_script(scripts.UNCLAIM)
         k = keys
-
-        async def find_all(image_keys: list[str]) -> Sequence[bytes | None]:
-            return await client.hmget(k.index, image_keys)
 
         async def claim_all(shas: list[str]) -> Sequence[bytes]:
             now = int(time.time() * 1000)
@@ -112,10 +112,6 @@ class JobCatalog(LocalCatalog):
                 await pipe.execute()
             return [None] * len(images)
 
-        # Finds go at the loop's next turn, with those asked in this one: a find that
-        # waited would keep its post from the downloads, and a worker whose posts are
-        # not there yet takes more (``JobWorker.posts``), leaving fewer for the others.
-        self._find = _Batch(find_all, 0)
         self._claim = _Batch(claim_all, BATCH_DELAY)
         self._record = _Batch(record_all, BATCH_DELAY)
 
@@ -123,12 +119,16 @@ class JobCatalog(LocalCatalog):
     def from_crawler(cls, crawler: Crawler, index: ImageIndex) -> Self:
         """The catalog of a worker of a job (``IGIMAGES_CATALOG``), through its ``JobWorker``."""
         worker = crawler.get_extension(JobWorker)
-        return cls(index, worker.client, worker.keys, worker.worker, worker.lost)
+        return cls(index, worker.client, worker.keys, worker.worker, worker.lost, worker.indexed)
 
     async def find(self, post: str, position: int, key: str) -> StoredImage | None:
         if (found := await super().find(post, position, key)) is not None:
             return found
-        return self._usable(await self._redis(self._find(key)))
+        indexed = self.indexed.get(post, {})
+        if key in indexed:
+            return self._usable(indexed[key])
+        # Not looked up when taken (queued by an earlier version, or keyed otherwise).
+        return self._usable(await self._redis(self.client.hget(self.keys.index, key)))
 
     async def claim(self, image: StoredImage) -> StoredImage | None:
         if (same := await super().claim(image)) is not None:

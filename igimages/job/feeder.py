@@ -19,6 +19,7 @@ from igimages.items import Post
 from igimages.job import JobError, scripts
 from igimages.job.keys import JobKeys, process_name
 from igimages.job.queue import now_ms, post_payload
+from igimages.keys import DEFAULT_PATH_KEY_HOSTS, image_key
 
 BATCH = 500
 FEEDER_LEASE_MS = 60_000
@@ -48,7 +49,13 @@ def join_job(client: Any, keys: JobKeys, store: str) -> None:
         )
 
 
-def feed(client: Any, keys: JobKeys, source: PostSource, max_images: int = 0) -> Fed:
+def feed(
+    client: Any,
+    keys: JobKeys,
+    source: PostSource,
+    max_images: int = 0,
+    path_key_hosts: tuple[str, ...] = DEFAULT_PATH_KEY_HOSTS,
+) -> Fed:
     """Queue every post of ``source`` that the job does not have yet."""
     script = client.register_script(scripts.FEED)
     retry = source.format is FORMATS["failures"]
@@ -61,7 +68,8 @@ def feed(client: Any, keys: JobKeys, source: PostSource, max_images: int = 0) ->
             client.zadd(keys.feeders, {feeder: now_ms() + FEEDER_LEASE_MS})
             args: list[Any] = ["1" if retry else "0"]
             for post in batch:
-                args += [post.id, post_payload(post), len(post.image_urls)]
+                image_keys = [image_key(url, path_key_hosts) for url in post.image_urls]
+                args += [post.id, post_payload(post, image_keys), len(post.image_urls)]
             added, images, retried = script(
                 [keys.order, keys.seq, keys.posts, keys.queue, keys.failed, keys.counts], args
             )

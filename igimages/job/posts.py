@@ -41,7 +41,8 @@ class JobPosts:
             join_job(client, keys, StoreUri.from_settings(settings).identity)
             if source is not None:
                 max_images = settings.getint("IGIMAGES_MAX_IMAGES_PER_POST")
-                fed = feed(client, keys, source, max_images)
+                path_key_hosts = tuple(settings.getlist("IGIMAGES_PATH_KEY_HOSTS"))
+                fed = feed(client, keys, source, max_images, path_key_hosts)
                 logger.info(
                     "Job %r: queued %d new posts (%d images) from %s%s; %d were in the job already",
                     keys.name,

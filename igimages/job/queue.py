@@ -26,19 +26,31 @@ from igimages.job import scripts
 from igimages.job.keys import JobKeys
 
 
-def post_payload(post: Post) -> str:
-    """A post as the queue keeps it."""
-    payload: dict[str, Any] = {"id": post.id, "url": post.url, "image_urls": post.image_urls}
+def post_payload(post: Post, image_keys: list[str]) -> str:
+    """A post as the queue keeps it, its images' keys first: taking it looks them up."""
+    payload: dict[str, Any] = {"keys": image_keys, "id": post.id, "url": post.url}
+    payload["image_urls"] = post.image_urls
     if post.positions is not None:
         payload["positions"] = post.positions
     return json.dumps(payload, separators=(",", ":"))
 
 
-def post_from_payload(payload: bytes | str) -> Post:
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A post a worker took, with what the job's index held for its images' keys
+    then (``None``: nothing stored under that key)."""
+
+    post: Post
+    indexed: dict[str, bytes | None]
+
+
+def taken_post(payload: bytes, indexed: list[bytes | None]) -> Taken:
     fields = json.loads(payload)
-    return Post(
+    post = Post(
         fields["id"], fields.get("url"), fields["image_urls"], positions=fields.get("positions")
     )
+    # A post queued by an earlier version has no keys: its images are looked up later.
+    return Taken(post, dict(zip(fields.get("keys", ()), indexed, strict=True)))
 
 
 def pack_result(line: dict[str, Any]) -> bytes:
@@ -95,12 +107,17 @@ class PostQueue:
         self._ack = client.register_script(scripts.ACK)
         self._release = client.register_script(scripts.RELEASE)
 
-    async def take(self, count: int) -> list[Post]:
+    async def take(self, count: int) -> list[Taken]:
+        """Up to ``count`` posts, leased to this worker, with their images looked up in
+        the job's index in the same round trip."""
         k = self.keys
-        payloads = await self._take(
-            [k.queue, k.posts, k.leases, k.workers], [self.worker, count, self._deadline()]
+        reply = await self._take(
+            [k.queue, k.posts, k.leases, k.workers, k.index], [self.worker, count, self._deadline()]
         )
-        return [post_from_payload(payload) for payload in payloads]
+        return [
+            taken_post(payload, indexed)
+            for payload, indexed in zip(reply[::2], reply[1::2], strict=True)
+        ]
 
     async def beat(self) -> None:
         """Keep this worker's leases for another ``IGIMAGES_LEASE_SECONDS``."""

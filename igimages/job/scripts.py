@@ -32,8 +32,12 @@ redis.call('HINCRBY', KEYS[6], 'images/total', images)
 return {added, images, retried}
 """
 
-# KEYS: queue, posts, leases, workers
+# KEYS: queue, posts, leases, workers, index
 # ARGV: worker, how many, the worker's deadline (ms)
+# Returns each post taken, then what the index holds for each of its images'
+# keys (nil: nothing): the lookups its images would make, made in this round trip.
+# A post's body begins with its images' keys ({"keys":["<hex>",...],...}), read
+# here without decoding the rest; one queued by an earlier version has none.
 TAKE = """
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 local ids = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
@@ -43,7 +47,18 @@ for _, id in ipairs(ids) do
   local post = redis.call('HGET', KEYS[2], id)
   if post then
     redis.call('HSET', KEYS[3], id, ARGV[1])
+    local image_keys, indexed = {}, {}
+    for key in string.gmatch(string.match(post, '^{"keys":%[([^%]]*)%]') or '', '%x+') do
+      image_keys[#image_keys + 1] = key
+    end
+    for i = 1, #image_keys, 1000 do  -- within Lua's limit on unpacked values
+      local last = math.min(i + 999, #image_keys)
+      for _, found in ipairs(redis.call('HMGET', KEYS[5], unpack(image_keys, i, last))) do
+        indexed[#indexed + 1] = found
+      end
+    end
     taken[#taken + 1] = post
+    taken[#taken + 1] = indexed
   end
 end
 return taken
@@ -77,7 +92,7 @@ return returned
 # meanwhile is taken out. The counters change once a call, by their sums.
 ACK = """
 local worker = ARGV[1]
-local i, acked, changes = 2, 0, {}
+local i, acked, changes, acking, ids, results = 2, 0, {}, {}, {}, {}
 while i <= #ARGV do
   local id, failed, n = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3])
   local owner = redis.call('HGET', KEYS[1], id)
@@ -86,10 +101,11 @@ while i <= #ARGV do
     redis.call('LREM', KEYS[3], 1, id)
     mine = true
   end
-  if mine then
-    redis.call('HDEL', KEYS[1], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HSET', KEYS[4], id, ARGV[i + 1])
+  if mine and not acking[id] then  -- a post twice in a call: its first result
+    acking[id] = true
+    ids[#ids + 1] = id
+    results[#results + 1] = id
+    results[#results + 1] = ARGV[i + 1]
     if failed == '1' then
       redis.call('SADD', KEYS[5], id)
     elseif failed == '0' then
@@ -101,6 +117,13 @@ while i <= #ARGV do
     acked = acked + 1
   end
   i = i + 4 + 2 * n
+end
+-- One call per command, not per post (in parts: Lua unpacks at most about 8,000 values)
+for first = 1, #ids, 1000 do
+  local last = math.min(first + 999, #ids)
+  redis.call('HDEL', KEYS[1], unpack(ids, first, last))
+  redis.call('HDEL', KEYS[2], unpack(ids, first, last))
+  redis.call('HSET', KEYS[4], unpack(results, 2 * first - 1, 2 * last))
 end
 for counter, change in pairs(changes) do
   if change ~= 0 then redis.call('HINCRBY', KEYS[6], counter, change) end

@@ -40,6 +40,7 @@ from igimages.job.connection import REDIS_ERRORS, async_client, unavailable
 from igimages.job.keys import JobKeys, job_name, process_name
 from igimages.job.queue import Finished, JobStatus, PostQueue
 from igimages.job.results import job_feeds, write_job_feeds
+from igimages.keys import safe_post_dir
 from igimages.units import duration
 
 if TYPE_CHECKING:
@@ -76,6 +77,9 @@ class JobWorker:
         self.client = async_client(settings)
         self.queue = PostQueue(self.client, self.keys, self.worker, self.lease)
         self.leased: set[str] = set()  # taken, not yet acknowledged or put back
+        # By post folder, while a post is in the crawl: the job's index for its images,
+        # as the take found it (the catalog's first answer).
+        self.indexed: dict[str, dict[str, bytes | None]] = {}
         self.finished: list[Finished] = []  # waiting for their acknowledgement
         self.acked = 0
         self.status: JobStatus | None = None
@@ -124,9 +128,10 @@ class JobWorker:
                     continue
                 taken = await self.queue.take(count)
                 if taken:
-                    self.leased.update(post.id for post in taken)
-                    for post in taken:
-                        yield post
+                    self.leased.update(each.post.id for each in taken)
+                    for each in taken:
+                        self.indexed[safe_post_dir(each.post.id)] = each.indexed
+                        yield each.post
                     continue
                 status = self.status = await self.queue.status()
                 others_leased = status.leased - len(self.leased)
@@ -174,14 +179,20 @@ class JobWorker:
         await asyncio.wait_for(listening.wait(), 10)
 
     def post_finished(self, item: Any) -> None:
-        if isinstance(item, Post) and item.id in self.leased:
+        if not isinstance(item, Post):
+            return
+        self.indexed.pop(safe_post_dir(item.id), None)
+        if item.id in self.leased:
             self.finished.append(Finished(item.id, item.url, item.images))
             if len(self.finished) >= ACK_BATCH:
                 self.run(self._acknowledge())
 
     def post_unfinished(self, item: Any, **kwargs: Any) -> None:
         """A post the crawl stopped before it finished: another worker does it."""
-        if isinstance(item, Post) and item.id in self.leased:
+        if not isinstance(item, Post):
+            return
+        self.indexed.pop(safe_post_dir(item.id), None)
+        if item.id in self.leased:
             self.leased.discard(item.id)
             self.run(self.queue.release([item.id]))
 
