@@ -369,9 +369,12 @@ def _retries(settings: BaseSettings) -> dict[str, Any]:
     return {"max_retries": max(0, _attempts(settings) - 1), "retry_timeout": timedelta(seconds=60)}
 
 
-def _tls(trusted: str | bool | None) -> ssl.SSLContext:
-    """A client's TLS: ``trusted`` the PEM text of the CAs, False for any certificate,
-    None for the system's CAs."""
+def _tls(trusted: str | bool | None) -> ssl.SSLContext | None:
+    """A client's TLS: ``trusted`` the PEM text of the CAs, False for any certificate;
+    None for the system's CAs, which the client loads if it speaks https (loading
+    them costs tens of milliseconds)."""
+    if trusted is None:
+        return None
     context = ssl.create_default_context(cadata=trusted or None)
     if trusted is False:
         context.check_hostname = False

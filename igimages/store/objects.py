@@ -195,7 +195,7 @@ class GCSBucket:
     """
 
     def __init__(
-        self, bucket: Any, uri: str, threads: int, policy: str | None, tls: ssl.SSLContext
+        self, bucket: Any, uri: str, threads: int, policy: str | None, tls: ssl.SSLContext | None
     ) -> None:
         self.bucket = bucket
         self.uri = uri
