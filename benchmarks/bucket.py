@@ -16,7 +16,15 @@ process and of its first thread, the one that runs the event loop; the object
 server's and the image server's CPU apart); every stored image is then read
 back from the bucket and checked against the corpus by sha256.
 
+A crawl that goes slower spends more CPU per image (its loop wakes more
+often for the same work), so without the link a bucket, paced by its object
+server, is also compared with ``--paced``'s folder crawl at the same pace:
+its images answer slowly enough that it makes the buckets' median images/s
+in the round (100 in flight over that rate at first, then corrected by how
+far the last round's run was off).
+
     .venv/bin/python benchmarks/bucket.py --rounds 3
+    .venv/bin/python benchmarks/bucket.py --rounds 3 --link-mbit 0 --paced
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ sys.path.insert(0, str(PROJECT))
 from tests.cloud import AZURITE_ACCOUNT, AZURITE_KEY, azure_client, azurite_command, loopback_tls
 
 SETTINGS = [*CLIENTS["scrapy-100"], "AUTOTHROTTLE_ENABLED=False"]
+LATENCY = 0.1  # the image server's seconds per response
+IN_FLIGHT = 100  # scrapy-100's
+PACED = "folder@pace"
 SCRIPTS = Path(sys.executable).parent
 BUCKET = "bench"
 
@@ -367,6 +378,11 @@ def main() -> None:
     )
     parser.add_argument("--uploads", type=int, default=16, help="IGIMAGES_STORE_UPLOADS")
     parser.add_argument(
+        "--paced", action="store_true",
+        help=f"each round, {PACED} too: a folder crawl whose images answer slowly enough "
+        "that it goes at the buckets' pace, their median images/s in the round",
+    )  # fmt: skip
+    parser.add_argument(
         "--link-mbit", type=float, default=300.0,
         help="the link the images come through (0: none, each store at its object server's pace)",
     )  # fmt: skip
@@ -376,24 +392,41 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     stores = args.stores.split(",")
+    if args.paced and ("folder" not in stores or set(stores) <= {"folder"}):
+        parser.error("--paced needs the folder and a bucket among --stores")
+    names = [*stores, PACED] if args.paced else stores
     data = corpus.load(args.posts, args.images, 1)
     work = Path(tempfile.mkdtemp(prefix="igimages-bucket-", dir=ram_folder()))
     link = f"a {args.link_mbit:g} Mbit/s link" if args.link_mbit else "no link cap"
     print(f"corpus: {len(data.posts)} posts, {data.references} images, {link}; outputs in {work}")
     services = {name: SERVICES[name]() for name in stores if name != "folder"}
-    server = Server(data.pool_dir, len(data.images), 0.1, 0.2, args.link_mbit)
+    server = Server(data.pool_dir, len(data.images), LATENCY, 2 * LATENCY, args.link_mbit)
     posts = work / "posts.json"
     data.write_posts(posts, server.base_url)
     expected = {image.sha256 for image in data.images}
-    results: dict[str, list[tuple[float, ...]]] = {store: [] for store in stores}
+    results: dict[str, list[tuple[float, ...]]] = {store: [] for store in names}
     n = data.references
     failed: set[str] = set()
+    latency, paced_at = LATENCY, 0.0  # the paced folder's image server, the pace it aimed at
     try:
         warm_up()
         for round_ in range(1, args.rounds + 1):
-            for store in stores:
+            for store in names:
                 service = services.get(store)
                 uri, extra, env = str(work / f"{store}-r{round_}"), list(args.set), {}
+                images, crawl_posts = server, posts
+                if store == PACED:
+                    pace = statistics.median(results[s][-1][0] for s in stores if s != "folder")
+                    if paced_at:  # corrected by how far the last round's was off its pace
+                        latency *= results[PACED][-1][0] / paced_at
+                    else:  # 100 in flight, each waiting ``latency``
+                        latency = IN_FLIGHT / pace
+                    paced_at = pace
+                    images = Server(
+                        data.pool_dir, len(data.images), latency, 2 * latency, args.link_mbit
+                    )
+                    crawl_posts = work / "posts-paced.json"
+                    data.write_posts(crawl_posts, images.base_url)
                 if service is not None:
                     # Afresh for each crawl: moto and fake-gcs-server slow down as they fill.
                     service.start(work / f"{store}-r{round_}.log")
@@ -404,10 +437,12 @@ def main() -> None:
                         f"IGIMAGES_STORE_UPLOADS={args.uploads}",
                         f"IGIMAGES_STATE_DIR={work / f'state-{store}-r{round_}'}",
                     ]
-                pids = [p.pid for p in (service and service.process, server.process) if p]
+                pids = [p.pid for p in (service and service.process, images.process) if p]
                 before = [_cpu(pid) for pid in pids]
-                wall, cpu, loop_cpu, status = crawl(posts, uri, extra, env)
+                wall, cpu, loop_cpu, status = crawl(crawl_posts, uri, extra, env)
                 others = [_cpu(pid) - spent for pid, spent in zip(pids, before, strict=True)]
+                if images is not server:
+                    images.stop()
                 store_cpu, server_cpu = (others if service else [0.0, *others])[:2]
                 problems = [] if status == 0 else [f"exit status {status}"]
                 line = (
@@ -432,30 +467,34 @@ def main() -> None:
         for service in services.values():
             service.stop()
         shutil.rmtree(work, ignore_errors=True)
-    folder = results.get("folder", [])
+    folder, paced = results.get("folder", []), results.get(PACED, [])
     print(
         "\nmedians (img/s; CPU ms per image: crawl (its loop's thread), object server, "
         "image server; crawl CPU against the folder's in the same round, median and range):"
     )
-    for store in stores:
+    for store in names:
         rate, crawl_cpu, loop_cpu, store_cpu, server_cpu = (
             statistics.median(r[i] for r in results[store]) for i in range(5)
         )
         verdict = "  FAILED: see its runs" if store in failed else ""
-        if store != "folder" and folder and not verdict:
-            # Round by round: a drift of the machine's speed between rounds cancels out.
-            ratios = [r[1] / f[1] for r, f in zip(results[store], folder, strict=True)]
-            ratio = statistics.median(ratios)
-            met = "met" if ratio <= 1.25 else "NOT MET"
-            verdict = (
-                f"  crawl CPU = {ratio:.2f}x folder ({min(ratios):.2f} to {max(ratios):.2f})"
-                f" [{met}: 1.25x]"
-            )
+        if store not in ("folder", PACED) and folder and not verdict:
+            verdict = "  crawl CPU = " + _against(results[store], folder, "folder")
+            if paced:
+                verdict += "; " + _against(results[store], paced, "folder at its pace")
         print(
             f"  {store:6} {rate:6.1f}; {crawl_cpu:.2f} ({loop_cpu:.2f}), {store_cpu:.2f}, "
             f"{server_cpu:.2f}{verdict}"
         )
     print(f"outputs: {'ram' if work.parent == RAM else 'disk'}")
+
+
+def _against(runs: list[tuple[float, ...]], reference: list[tuple[float, ...]], name: str) -> str:
+    """Crawl CPU per image against ``reference``'s, round by round (a drift of the
+    machine's speed between rounds cancels out): median, range, the target."""
+    ratios = [run[1] / ref[1] for run, ref in zip(runs, reference, strict=True)]
+    ratio = statistics.median(ratios)
+    met = "met" if ratio <= 1.25 else "NOT MET"
+    return f"{ratio:.2f}x {name} ({min(ratios):.2f} to {max(ratios):.2f}) [{met}: 1.25x]"
 
 
 def _cpu(pid: int) -> float:
