@@ -414,7 +414,7 @@ def main() -> None:
             for store in names:
                 service = services.get(store)
                 uri, extra, env = str(work / f"{store}-r{round_}"), list(args.set), {}
-                images, crawl_posts = server, posts
+                image_server, crawl_posts = server, posts
                 if store == PACED:
                     pace = statistics.median(results[s][-1][0] for s in stores if s != "folder")
                     if paced_at:  # corrected by how far the last round's was off its pace
@@ -422,11 +422,11 @@ def main() -> None:
                     else:  # 100 in flight, each waiting ``latency``
                         latency = IN_FLIGHT / pace
                     paced_at = pace
-                    images = Server(
+                    image_server = Server(
                         data.pool_dir, len(data.images), latency, 2 * latency, args.link_mbit
                     )
                     crawl_posts = work / "posts-paced.json"
-                    data.write_posts(crawl_posts, images.base_url)
+                    data.write_posts(crawl_posts, image_server.base_url)
                 if service is not None:
                     # Afresh for each crawl: moto and fake-gcs-server slow down as they fill.
                     service.start(work / f"{store}-r{round_}.log")
@@ -437,12 +437,14 @@ def main() -> None:
                         f"IGIMAGES_STORE_UPLOADS={args.uploads}",
                         f"IGIMAGES_STATE_DIR={work / f'state-{store}-r{round_}'}",
                     ]
-                pids = [p.pid for p in (service and service.process, images.process) if p]
+                pids = [p.pid for p in (service and service.process, image_server.process) if p]
                 before = [_cpu(pid) for pid in pids]
-                wall, cpu, loop_cpu, status = crawl(crawl_posts, uri, extra, env)
-                others = [_cpu(pid) - spent for pid, spent in zip(pids, before, strict=True)]
-                if images is not server:
-                    images.stop()
+                try:
+                    wall, cpu, loop_cpu, status = crawl(crawl_posts, uri, extra, env)
+                    others = [_cpu(pid) - spent for pid, spent in zip(pids, before, strict=True)]
+                finally:
+                    if image_server is not server:
+                        image_server.stop()
                 store_cpu, server_cpu = (others if service else [0.0, *others])[:2]
                 problems = [] if status == 0 else [f"exit status {status}"]
                 line = (
